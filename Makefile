@@ -1,0 +1,33 @@
+# The two commands of the book: `make book` and `make test`.
+VENV    ?= .venv
+PYTHON  ?= python3
+PROFILE ?= demo
+BIN      = $(VENV)/bin
+STAMP    = $(VENV)/.irbook-installed
+
+.PHONY: install book test lint unit golden clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv (if missing) and install irbook with its book and dev tools
+
+book: install  ## execute every chapter with PROFILE (default demo) and build _build/html
+	$(BIN)/irbook book --profile $(PROFILE)
+
+lint: install
+	$(BIN)/ruff check lib tests
+
+unit: install
+	$(BIN)/pytest
+
+golden: install  ## regenerate the nbval golden notebooks after an intended change of results
+	$(BIN)/python tests/golden/make_golden.py
+
+test: lint unit  ## ruff, unit tests, notebook smoke runs and the nbval regression net
+
+clean:
+	rm -rf _build runs

@@ -1,0 +1,107 @@
+"""The ``irbook`` command: run chapters, list their parameters, build the book, write data.
+
+    irbook run ch02 --profile smoke -p pooling gem -p whitening none
+    irbook params ch02
+    irbook book --profile demo
+    irbook data synth --profile demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .chapters import CHAPTERS, get_chapter
+from .params import PROFILES, ParameterError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="irbook", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute one chapter notebook with papermill")
+    run.add_argument("chapter", help=f"one of {', '.join(CHAPTERS)}")
+    run.add_argument("--profile", default="demo", help=f"one of {', '.join(PROFILES)}")
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"), help="override one parameter (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    params = sub.add_parser("params", help="list a chapter's parameters")
+    params.add_argument("chapter", help=f"one of {', '.join(CHAPTERS)}")
+
+    book = sub.add_parser("book", help="run every chapter and build the HTML book")
+    book.add_argument("--profile", default="demo", help=f"one of {', '.join(PROFILES)}")
+    book.add_argument("--no-run", action="store_true",
+                      help="reuse the executed notebooks already in runs/<profile>/")
+
+    data = sub.add_parser("data", help="datasets: write the synthetic ones")
+    data.add_argument("action", choices=("synth",))
+    data.add_argument("--profile", default="demo", choices=("smoke", "demo"))
+    data.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ParameterError(
+            f"option '--profile' got {profile!r}; allowed: {', '.join(PROFILES)}"
+        )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_chapter
+
+    chapter = get_chapter(args.chapter)
+    _check_profile(args.profile)
+    overrides = dict(args.param)
+    chapter.resolve(args.profile, overrides)  # fail before any work
+    out = run_chapter(chapter.key, args.profile, overrides, progress=not args.quiet)
+    print(f"executed notebook and results.json in {out}")
+    return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    chapter = get_chapter(args.chapter)
+    print(f"{chapter.key}: {chapter.title} ({chapter.notebook})\n")
+    for row in chapter.spec.describe():
+        defaults = ", ".join(f"{p}={row[f'default[{p}]']!r}" for p in PROFILES)
+        print(f"  {row['name']} ({row['type']}): {row['help']}")
+        print(f"      allowed: {row['allowed']}")
+        print(f"      defaults: {defaults}")
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from .bookbuild import build_book
+
+    _check_profile(args.profile)
+    build_book(args.profile, run=not args.no_run)
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from .data import synth
+    from .paths import synthetic_dir
+
+    root = synth.ensure_instance_suite(synthetic_dir(), seed=args.seed, scale=args.profile,
+                                       image_size=160 if args.profile == "demo" else 96)
+    print(f"synthetic instance-retrieval suite in {root}")
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "params": _cmd_params, "book": _cmd_book, "data": _cmd_data}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ParameterError, ValueError) as error:
+        print(f"irbook: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Backbones, pooling layers (thesis Figure 2.6), whitening and descriptor extraction."""
+
+from irbook.models.backbones import (
+    BACKBONES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PretrainedWeightsMissingError,
+    SmallCNN,
+    make_backbone,
+    pretrained_weights_path,
+)
+from irbook.models.extract import extract_descriptors, extract_feature_maps, pool_maps
+from irbook.models.functional import crow, gem, l2n, mac, rmac, rmac_regions, spoc
+from irbook.models.net import RetrievalNet
+from irbook.models.pooling import L2N, MAC, POOLINGS, RMAC, CroW, GeM, SPoC, make_pooling
+from irbook.models.whitening import Whitening, fit_learned_whitening, fit_pca_whitening
+
+__all__ = [
+    "BACKBONES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "L2N",
+    "MAC",
+    "POOLINGS",
+    "RMAC",
+    "CroW",
+    "GeM",
+    "PretrainedWeightsMissingError",
+    "RetrievalNet",
+    "SPoC",
+    "SmallCNN",
+    "Whitening",
+    "crow",
+    "extract_descriptors",
+    "extract_feature_maps",
+    "fit_learned_whitening",
+    "fit_pca_whitening",
+    "gem",
+    "l2n",
+    "mac",
+    "make_backbone",
+    "make_pooling",
+    "pool_maps",
+    "pretrained_weights_path",
+    "rmac",
+    "rmac_regions",
+    "spoc",
+]

@@ -1,0 +1,159 @@
+"""Convolutional backbones that map images (B, 3, H, W) to feature maps (B, C, h, w).
+
+torchvision networks are cut before their global pooling, as in cnnimageretrieval-pytorch
+(VGG16 also loses its last max-pooling layer). Pretrained ImageNet weights are read only from
+the local torch hub cache and are never downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision.models as tvm
+from torch import Tensor, nn
+
+__all__ = [
+    "BACKBONES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PretrainedWeightsMissingError",
+    "SmallCNN",
+    "make_backbone",
+    "pretrained_weights_path",
+]
+
+BACKBONES = ("smallcnn", "resnet18", "resnet50", "resnet101", "vgg16", "mobilenet_v2",
+             "googlenet")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The classic ImageNet-1k weights of each torchvision network (the first release of each).
+_WEIGHTS = {
+    "resnet18": tvm.ResNet18_Weights.IMAGENET1K_V1,
+    "resnet50": tvm.ResNet50_Weights.IMAGENET1K_V1,
+    "resnet101": tvm.ResNet101_Weights.IMAGENET1K_V1,
+    "vgg16": tvm.VGG16_Weights.IMAGENET1K_V1,
+    "mobilenet_v2": tvm.MobileNet_V2_Weights.IMAGENET1K_V1,
+    "googlenet": tvm.GoogLeNet_Weights.IMAGENET1K_V1,
+}
+
+
+class PretrainedWeightsMissingError(FileNotFoundError):
+    """Pretrained weights are not in the local torch hub cache (or cannot be read)."""
+
+
+class SmallCNN(nn.Module):
+    """A small CPU-friendly CNN: ``depth`` conv(3x3, stride 2)-BN-ReLU blocks.
+
+    Channels double at every block, from ``width`` to ``out_channels = width * 2**(depth-1)``
+    (256 for the defaults, about 0.39M parameters); a 64 px image gives a 4x4 map.
+    """
+
+    def __init__(self, width: int = 32, depth: int = 4):
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be an integer >= 1; got {width}")
+        if depth < 1:
+            raise ValueError(f"depth must be an integer >= 1; got {depth}")
+        blocks, channels = [], 3
+        for i in range(depth):
+            out = width * 2**i
+            blocks += [
+                nn.Conv2d(channels, out, kernel_size=3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
+            channels = out
+        self.features = nn.Sequential(*blocks)
+        self.out_channels = channels
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.features(images)
+
+
+class _TorchvisionTrunk(nn.Module):
+    """The convolutional part of a torchvision network, with its ``out_channels``."""
+
+    def __init__(self, layers: list[nn.Module], out_channels: int, half_range_input: bool = False):
+        super().__init__()
+        self.features = nn.Sequential(*layers)
+        self.out_channels = out_channels
+        # GoogLeNet's ImageNet weights expect inputs scaled to [-1, 1] ("transform_input").
+        self.half_range_input = half_range_input
+
+    def forward(self, images: Tensor) -> Tensor:
+        if self.half_range_input:
+            mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            images = (images * std + mean - 0.5) / 0.5
+        return self.features(images)
+
+
+def pretrained_weights_path(name: str) -> Path:
+    """Where the ImageNet weights of torchvision network ``name`` must lie in the hub cache."""
+    _check_name(name)
+    if name not in _WEIGHTS:
+        raise ValueError(f"backbone {name!r} has no torchvision weights; choose one of "
+                         f"{', '.join(_WEIGHTS)}")
+    file_name = _WEIGHTS[name].url.rsplit("/", 1)[-1]
+    return Path(torch.hub.get_dir()) / "checkpoints" / file_name
+
+
+def _load_pretrained_state(name: str) -> dict[str, Tensor]:
+    path = pretrained_weights_path(name)
+    how = (f"Download {_WEIGHTS[name].url} on a machine with internet access and copy the "
+           f"file, keeping its name, into {path.parent}/ (torch.hub.get_dir() is set by "
+           "$TORCH_HOME). Nothing is downloaded at run time.")
+    if not path.is_file():
+        raise PretrainedWeightsMissingError(
+            f"Pretrained weights for {name} not found: expected {path}. {how}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file
+        raise PretrainedWeightsMissingError(
+            f"Pretrained weights for {name} at {path} cannot be read ({error}). {how}") from error
+
+
+def _torchvision_trunk(name: str, pretrained: bool) -> _TorchvisionTrunk:
+    if name == "googlenet":
+        net = tvm.googlenet(weights=None, aux_logits=False, init_weights=not pretrained,
+                            transform_input=False)
+    else:
+        net = getattr(tvm, name)(weights=None)
+    if pretrained:
+        state = _load_pretrained_state(name)
+        if name == "googlenet":  # the released file also holds the auxiliary classifiers
+            state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+        net.load_state_dict(state)
+    if name.startswith("resnet"):
+        layers = list(net.children())[:-2]  # drop avgpool and fc
+        return _TorchvisionTrunk(layers, net.fc.in_features)
+    if name == "vgg16":
+        return _TorchvisionTrunk(list(net.features.children())[:-1], 512)  # drop last max-pool
+    if name == "mobilenet_v2":
+        return _TorchvisionTrunk(list(net.features.children()), net.last_channel)
+    children = dict(net.named_children())
+    keep = list(children)[: list(children).index("inception5b") + 1]
+    return _TorchvisionTrunk([children[k] for k in keep], 1024, half_range_input=pretrained)
+
+
+def _check_name(name: str) -> None:
+    if name not in BACKBONES:
+        raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}; got {name!r}")
+
+
+def make_backbone(name: str, pretrained: bool = False) -> nn.Module:
+    """Backbone ``name`` (one of :data:`BACKBONES`) with an ``out_channels`` attribute.
+
+    ``pretrained=True`` loads torchvision's ImageNet weights from
+    ``torch.hub.get_dir()/checkpoints/`` and raises :class:`PretrainedWeightsMissingError`
+    when they are absent. Inputs are expected normalised with ``IMAGENET_MEAN``/``IMAGENET_STD``.
+    """
+    _check_name(name)
+    if name == "smallcnn":
+        if pretrained:
+            raise ValueError("smallcnn has no downloadable weights: pre-train it with "
+                             "irbook.train.pretrain.pretrain_classifier")
+        return SmallCNN()
+    return _torchvision_trunk(name, pretrained)

@@ -1,0 +1,84 @@
+"""Feature-map and descriptor extraction over a dataset (one image at a time by default)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from irbook.models.functional import l2n
+from irbook.models.pooling import make_pooling
+
+__all__ = ["extract_descriptors", "extract_feature_maps", "pool_maps"]
+
+
+def _image_of(item) -> Tensor:
+    """A dataset item is an image tensor (C, H, W) or a tuple whose first element is one."""
+    image = item[0] if isinstance(item, tuple | list) else item
+    if not isinstance(image, Tensor) or image.dim() != 3:
+        raise TypeError("dataset items must be image tensors (C, H, W) or (image, ...) tuples; "
+                        f"got {type(image).__name__}")
+    return image
+
+
+def _image_batches(dataset, batch_size: int) -> Iterator[Tensor]:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size}")
+    batch: list[Tensor] = []
+    for index in range(len(dataset)):
+        batch.append(_image_of(dataset[index]))
+        if len(batch) == batch_size:
+            yield torch.stack(batch)
+            batch = []
+    if batch:
+        yield torch.stack(batch)
+
+
+@torch.no_grad()
+def _run(model: nn.Module, dataset, device, progress: bool, desc: str,
+         batch_size: int) -> Iterator[Tensor]:
+    was_training = model.training
+    model.eval().to(device)
+    try:
+        with tqdm(total=len(dataset), desc=desc, disable=not progress, unit="img") as bar:
+            for images in _image_batches(dataset, batch_size):
+                output = model(images.to(device)).cpu()
+                bar.update(len(images))
+                yield output
+    finally:
+        model.train(was_training)
+
+
+def extract_feature_maps(backbone: nn.Module, dataset, device: str | torch.device = "cpu",
+                         progress: bool = True, batch_size: int = 1) -> list[Tensor]:
+    """Backbone feature maps (C, h, w) of every image of ``dataset``, on the CPU.
+
+    Runs in eval mode without gradients. ``batch_size`` > 1 needs images of one size.
+    """
+    maps: list[Tensor] = []
+    for output in _run(backbone, dataset, device, progress, "feature maps", batch_size):
+        maps.extend(output.unbind(0))
+    return maps
+
+
+def pool_maps(maps: Sequence[Tensor], pooling: nn.Module | str) -> np.ndarray:
+    """Pool each map (C, h, w) into an L2-normalised float32 row of an (N, C) array."""
+    pool = make_pooling(pooling) if isinstance(pooling, str) else pooling
+    device = next(pool.parameters(), torch.empty(0)).device
+    with torch.no_grad():
+        rows = [l2n(pool(m.unsqueeze(0).float().to(device))).cpu() for m in maps]
+    if not rows:
+        raise ValueError("maps must hold at least one feature map")
+    return torch.cat(rows).numpy().astype(np.float32)
+
+
+def extract_descriptors(net: nn.Module, dataset, device: str | torch.device = "cpu",
+                        progress: bool = True, batch_size: int = 1) -> np.ndarray:
+    """Descriptors (N, D) float32 of every image of ``dataset`` from ``net`` (eval, no grad)."""
+    rows = list(_run(net, dataset, device, progress, "descriptors", batch_size))
+    if not rows:
+        raise ValueError("dataset must hold at least one image")
+    return torch.cat(rows).numpy().astype(np.float32)

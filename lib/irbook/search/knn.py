@@ -1,0 +1,180 @@
+"""Exact k-nearest-neighbour search over float embeddings (FAISS or torch).
+
+``metric="ip"`` ranks by inner product (larger first; cosine similarity on L2-normalised
+vectors); ``metric="l2"`` by squared Euclidean distance (smaller first) and returns distances as
+scores. ``backend="faiss"`` uses ``IndexFlatIP``/``IndexFlatL2``, moved to every GPU FAISS sees;
+``backend="torch"`` computes the score matrix in query chunks and keeps the top k with
+``torch.topk``, on ``device`` (CUDA when torch sees one). ``backend="auto"`` picks FAISS when it
+can be imported and torch otherwise (the lent GPU machines have torch but no FAISS).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+
+METRICS = ("ip", "l2")
+BACKENDS = ("auto", "faiss", "torch")
+CHUNK_ELEMENTS = 1 << 25  # score-matrix entries per torch chunk (128 MiB of float32)
+
+
+def _check_choice(value: str, allowed: tuple[str, ...], name: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def faiss_available() -> bool:
+    """Whether the ``faiss`` module can be imported."""
+    return importlib.util.find_spec("faiss") is not None
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """Map ``backend`` to ``"faiss"`` or ``"torch"``; raise if FAISS is asked for but missing."""
+    _check_choice(backend, BACKENDS, "backend")
+    if backend == "auto":
+        return "faiss" if faiss_available() else "torch"
+    if backend == "faiss" and not faiss_available():
+        raise ValueError("backend='faiss' needs the faiss package; use backend='torch' or 'auto'")
+    return backend
+
+
+def _is_torch(array: Any) -> bool:
+    return type(array).__module__.startswith("torch")
+
+
+def _as_float32_numpy(array: Any, name: str) -> np.ndarray:
+    """A C-contiguous float32 2-D numpy copy/view of a numpy array or torch tensor."""
+    if _is_torch(array):
+        array = array.detach().cpu().numpy()
+    result = np.ascontiguousarray(np.asarray(array), dtype=np.float32)
+    if result.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (n, dim) array, got shape {result.shape}")
+    return result
+
+
+def _check_shapes(queries_shape: tuple, database_shape: tuple) -> None:
+    if len(queries_shape) != 2 or len(database_shape) != 2:
+        raise ValueError(
+            f"queries and database must be 2-D (n, dim) arrays, got shapes "
+            f"{tuple(queries_shape)} and {tuple(database_shape)}"
+        )
+    if queries_shape[1] != database_shape[1]:
+        raise ValueError(
+            f"queries and database must have the same dim, got {queries_shape[1]} "
+            f"and {database_shape[1]}"
+        )
+    if database_shape[0] == 0:
+        raise ValueError("database must hold at least one vector")
+
+
+def _check_k(k: int, n_database: int) -> int:
+    """Validate ``k`` and clip it to the database size."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return min(int(k), n_database)
+
+
+def _knn_faiss(queries: Any, database: Any, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    q = _as_float32_numpy(queries, "queries")
+    db = _as_float32_numpy(database, "database")
+    index = faiss.IndexFlatIP(db.shape[1]) if metric == "ip" else faiss.IndexFlatL2(db.shape[1])
+    if faiss.get_num_gpus() > 0:
+        index = faiss.index_cpu_to_all_gpus(index)
+    index.add(db)
+    scores, indices = index.search(q, k)
+    return scores.astype(np.float32, copy=False), indices.astype(np.int64, copy=False)
+
+
+def _torch_device(device: Any) -> Any:
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _as_float32_tensor(array: Any, device: Any) -> Any:
+    import torch
+
+    tensor = array.detach() if _is_torch(array) else torch.from_numpy(np.asarray(array))
+    return tensor.to(device=device, dtype=torch.float32)
+
+
+def _knn_torch(
+    queries: Any, database: Any, k: int, metric: str, device: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    device = _torch_device(device)
+    q = _as_float32_tensor(queries, device)
+    db = _as_float32_tensor(database, device)
+    db_sq_norms = (db * db).sum(dim=1) if metric == "l2" else None
+    chunk = max(1, CHUNK_ELEMENTS // db.shape[0])
+    all_scores, all_indices = [], []
+    with torch.no_grad():
+        for start in range(0, q.shape[0], chunk):
+            block = q[start : start + chunk]
+            scores = block @ db.T
+            if metric == "l2":
+                scores = ((block * block).sum(dim=1, keepdim=True) + db_sq_norms - 2 * scores)
+                scores = scores.clamp_min_(0.0)
+            top_scores, top_indices = torch.topk(scores, k, dim=1, largest=metric == "ip")
+            all_scores.append(top_scores.cpu())
+            all_indices.append(top_indices.cpu())
+    if not all_scores:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    return (
+        torch.cat(all_scores).numpy().astype(np.float32, copy=False),
+        torch.cat(all_indices).numpy().astype(np.int64, copy=False),
+    )
+
+
+def knn(
+    queries: Any,
+    database: Any,
+    k: int,
+    metric: str = "ip",
+    backend: str = "auto",
+    device: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` neighbours of each query: ``(scores float32 (Q, k), indices int64 (Q, k))``.
+
+    ``queries`` (Q, dim) and ``database`` (N, dim) are numpy arrays or torch tensors. ``k`` is
+    clipped to N. Scores are inner products (``metric="ip"``, descending) or squared L2
+    distances (``metric="l2"``, ascending). ``device`` is used by the torch backend only.
+    """
+    _check_choice(metric, METRICS, "metric")
+    chosen = resolve_backend(backend)
+    _check_shapes(tuple(queries.shape), tuple(database.shape))
+    k = _check_k(k, int(database.shape[0]))
+    if chosen == "faiss":
+        return _knn_faiss(queries, database, k, metric)
+    return _knn_torch(queries, database, k, metric, device)
+
+
+def rank_all(
+    queries: Any, database: Any, metric: str = "ip", backend: str = "auto", device: Any = None
+) -> np.ndarray:
+    """Full ranking (Q, N) of the database for every query, best first (``knn`` with k = N)."""
+    _check_shapes(tuple(queries.shape), tuple(database.shape))
+    _, indices = knn(queries, database, int(database.shape[0]), metric, backend, device)
+    return indices
+
+
+def describe_backend(backend: str = "auto", metric: str = "ip", device: Any = None) -> str:
+    """Short description of the search engine ``knn`` would use, for reports."""
+    _check_choice(metric, METRICS, "metric")
+    if resolve_backend(backend) == "faiss":
+        import faiss
+
+        flavour = "faiss-gpu" if faiss.get_num_gpus() > 0 else "faiss-cpu"
+        index_name = "IndexFlatIP" if metric == "ip" else "IndexFlatL2"
+        return f"{flavour} {faiss.__version__} {index_name}"
+    import torch
+
+    return f"torch {torch.__version__} exact topk ({metric}) on {_torch_device(device)}"

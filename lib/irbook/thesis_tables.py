@@ -1,0 +1,50 @@
+"""The thesis result tables as pandas DataFrames.
+
+The CSV files live in ``data/thesis_tables/`` at the repository root, one per thesis table
+(``table_2_2.csv`` holds Table 2.2). Empty cells, where the thesis prints "-", load as NaN;
+percentages are plain numbers. See ``data/thesis_tables/README.md`` for the column meanings.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+TABLES_DIR = Path(__file__).resolve().parents[2] / "data" / "thesis_tables"
+
+_NAME = re.compile(r"^\d+\.\d+$")
+_FILE = re.compile(r"^table_(\d+)_(\d+)\.csv$")
+
+
+def available_tables() -> list[str]:
+    """Names of the tables present, such as ``["2.1", "2.2", "2.3"]``, in thesis order."""
+    if not TABLES_DIR.is_dir():
+        return []
+    found = [_FILE.match(path.name) for path in TABLES_DIR.iterdir()]
+    keys = sorted((int(m[1]), int(m[2])) for m in found if m)
+    return [f"{chapter}.{number}" for chapter, number in keys]
+
+
+def load_thesis_table(table: str) -> pd.DataFrame:
+    """Read one thesis table, e.g. ``load_thesis_table("2.2")`` for Table 2.2.
+
+    Text columns stay strings; every other column is numeric (float, NaN where the thesis
+    reports no result), except the integer bibliography number ``ref``.
+    """
+    if not isinstance(table, str) or not _NAME.match(table):
+        raise ValueError(
+            f"parameter 'table' got {table!r}; expected 'CHAPTER.NUMBER' such as '2.2'; "
+            f"available: {', '.join(available_tables()) or 'none'}"
+        )
+    path = TABLES_DIR / f"table_{table.replace('.', '_')}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no thesis table {table!r}: {path} does not exist; "
+            f"available: {', '.join(available_tables()) or 'none'} (in {TABLES_DIR})"
+        )
+    frame = pd.read_csv(path, encoding="utf-8", keep_default_na=False, na_values=[""])
+    if "ref" in frame.columns:
+        frame["ref"] = frame["ref"].astype(int)
+    return frame

@@ -1,0 +1,78 @@
+"""Parameter validation: bad input is refused before any work, with a useful message."""
+
+import pytest
+
+from irbook.chapters import CHAPTERS, get_chapter, resolve_in_notebook
+from irbook.params import Param, ParameterError, ParamSpec
+
+CH02 = get_chapter("ch02")
+
+
+def test_profile_values_are_returned_validated():
+    values = CH02.resolve("smoke")
+    assert values["profile"] == "smoke"
+    assert values["backbone"] == "smallcnn"
+    assert isinstance(values["image_size"], int)
+
+
+def test_override_from_command_line_strings_is_converted():
+    values = CH02.resolve("smoke", {"image_size": "96", "pretrained": "false", "pooling": "gem"})
+    assert values["image_size"] == 96
+    assert values["pretrained"] is False
+    assert values["pooling"] == "gem"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"poolng": "gem"}, "unknown parameter(s) poolng"),
+        ({"pooling": "avg"}, "'pooling' got 'avg'; allowed: one of 'all', 'mac'"),
+        ({"image_size": "big"}, "'image_size' got 'big'; allowed: a int in [32, 2048]"),
+        ({"image_size": 8}, "'image_size' got 8"),
+        ({"image_size": 64.5}, "'image_size' got 64.5"),
+        ({"pretrained": "maybe"}, "'pretrained' got 'maybe'; allowed: true or false"),
+        ({"seed": -1}, "'seed' got -1"),
+    ],
+)
+def test_bad_values_name_the_parameter_and_the_allowed_values(overrides, fragment):
+    with pytest.raises(ParameterError) as error:
+        CH02.resolve("demo", overrides)
+    assert fragment in str(error.value)
+
+
+def test_unknown_profile_is_refused():
+    with pytest.raises(ParameterError, match="'profile' got 'fast'; allowed: 'smoke', 'demo'"):
+        CH02.resolve("fast")
+
+
+def test_unknown_chapter_lists_available_ones():
+    with pytest.raises(ValueError, match="unknown chapter 'ch99'; available: ch02"):
+        get_chapter("ch99")
+
+
+def test_notebook_namespace_with_none_takes_profile_values():
+    namespace = {name: None for name in CH02.spec.names}
+    namespace.update(profile="smoke", pooling="mac")
+    values = resolve_in_notebook("ch02", namespace)
+    assert values["pooling"] == "mac"
+    assert values["image_size"] == CH02.spec.profiles["smoke"]["image_size"]
+
+
+def test_a_profile_missing_a_value_is_a_declaration_error():
+    with pytest.raises(ValueError, match="lacks values"):
+        ParamSpec(params=(Param("x", int, "x"),), profiles={"smoke": {}})
+
+
+@pytest.mark.parametrize("chapter", list(CHAPTERS.values()), ids=list(CHAPTERS))
+def test_every_profile_of_every_chapter_validates(chapter):
+    for profile in ("smoke", "demo", "full"):
+        chapter.resolve(profile)
+
+
+def test_choices_match_the_library():
+    from irbook.models import BACKBONES, POOLINGS
+
+    from irbook import chapters
+
+    assert set(chapters.BACKBONE_CHOICES) == set(BACKBONES)
+    assert set(chapters.POOLING_CHOICES) - {"all"} == set(POOLINGS)
