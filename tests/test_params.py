@@ -70,9 +70,8 @@ def test_every_profile_of_every_chapter_validates(chapter):
 
 
 def test_choices_match_the_library():
-    from irbook.models import BACKBONES, POOLINGS
-
     from irbook import chapters
+    from irbook.models import BACKBONES, POOLINGS
 
     assert set(chapters.BACKBONE_CHOICES) == set(BACKBONES)
     assert set(chapters.POOLING_CHOICES) - {"all"} == set(POOLINGS)

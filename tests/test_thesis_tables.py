@@ -4,6 +4,7 @@ import math
 
 import pandas as pd
 import pytest
+
 from irbook.thesis_tables import available_tables, load_thesis_table
 
 SCORES = ["oxford5k_map", "oxford105k_map", "paris6k_map", "paris106k_map"]
@@ -60,6 +61,15 @@ def test_map_values_are_percentages_and_metric_is_named(table):
     assert set(frame.loc[has_ukb, "ukbench_metric"]) <= {"N-S", "mAP"}
     ns = frame.loc[frame["ukbench_metric"] == "N-S", "ukbench_value"]
     assert ((ns >= 0) & (ns <= 4)).all()
+
+
+def test_groups_follow_the_prose():
+    off_the_shelf = load_thesis_table("2.2").set_index("method")["type"]
+    fine_tuned = load_thesis_table("2.3").set_index("method")["type"]
+    assert off_the_shelf.value_counts().to_dict() == {"multi_pass": 8, "single_pass": 6}
+    assert fine_tuned.value_counts().to_dict() == {"supervised": 9, "unsupervised": 5}
+    assert off_the_shelf["Deepindex"] == "multi_pass"
+    assert fine_tuned["MoM"] == "unsupervised"
 
 
 def test_values_quoted_in_the_thesis_prose():

@@ -17,7 +17,9 @@ def resolve_device(name: str = "auto") -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("parameter 'device' is 'cuda' but torch sees no GPU; use 'auto' or 'cpu'")
+        raise RuntimeError(
+            "parameter 'device' is 'cuda' but torch sees no GPU; use 'auto' or 'cpu'"
+        )
     return name
 
 

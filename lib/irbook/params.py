@@ -49,7 +49,9 @@ class Param:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if self.nullable:
                 return None
-            raise ParameterError(f"parameter '{self.name}' may not be empty; allowed: {self.allowed()}")
+            raise ParameterError(
+                f"parameter '{self.name}' may not be empty; allowed: {self.allowed()}"
+            )
         try:
             converted = _convert(value, self.type)
         except (TypeError, ValueError):

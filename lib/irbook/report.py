@@ -66,7 +66,8 @@ class Report:
         """The claim checks as a table for the page."""
         import pandas as pd
 
-        frame = pd.DataFrame([asdict(c) for c in self.claims], columns=list(ClaimCheck.__annotations__))
+        columns = list(ClaimCheck.__annotations__)
+        frame = pd.DataFrame([asdict(c) for c in self.claims], columns=columns)
         frame["holds"] = frame["holds"].map({True: "✓ supported", False: "✗ not supported"})
         return frame
 

@@ -17,13 +17,14 @@ import pandas as pd
 import torch
 
 from .data import synth
-from .data.images import ImageFolderDataset, ImageListDataset
+from .data.images import ImageFolderDataset, ImageListDataset, load_image
 from .data.instance import InstanceBenchmark, load_instance_benchmark
 from .metrics import mean_average_precision, ns_score, revisited_map
 from .models import extract_feature_maps, fit_pca_whitening, make_backbone, pool_maps
 from .paths import cache_dir, data_root, synthetic_dir
 from .search import rank_all
 from .train import pretrain_classifier
+from .viz import GalleryRow
 
 BENCHMARKS = ("roxford5k", "rparis6k", "holidays", "ukbench")
 POOLINGS = ("mac", "spoc", "gem", "rmac", "crow")
@@ -205,16 +206,15 @@ def result_labels(bench: InstanceBenchmark, query: int, ranked: Sequence[int]) -
 
 
 def gallery_rows(bench: InstanceBenchmark, query_desc: np.ndarray, db_desc: np.ndarray,
-                 queries: Sequence[int], k: int = 10) -> list[dict]:
+                 queries: Sequence[int], k: int = 10) -> list[GalleryRow]:
     """Inputs of :func:`irbook.viz.plot_galleries` for the given queries."""
-    from .data.images import load_image
 
     rankings = rank_all(query_desc[list(queries)], db_desc, metric="ip")
     rows = []
     for q, ranking in zip(queries, rankings, strict=True):
         ranked = [int(i) for i in ranking if bench.query_db_index is None
                   or i != bench.query_db_index[q]][:k]
-        rows.append(dict(
+        rows.append(GalleryRow(
             query_image=load_image(bench.query_paths[q]),
             query_box=bench.query_boxes[q],
             result_images=[load_image(bench.db_paths[i]) for i in ranked],

@@ -191,10 +191,12 @@ def _from_gnd_pickle(
     query_paths = _resolve(qimlist, index, gnd_path, "query images")
     gnd, boxes = [], []
     for i, entry in enumerate(cfg["gnd"]):
+        where = f"gnd[{i}]"
         gnd.append(
-            {k: _index_array(entry[k], gnd_path, f"gnd[{i}]['{k}']", len(imlist)) for k in gnd_keys}
+            {k: _index_array(entry[k], gnd_path, f"{where}['{k}']", len(imlist)) for k in gnd_keys}
         )
-        boxes.append(None if entry["bbx"] is None else _box(entry["bbx"], gnd_path, f"gnd[{i}]['bbx']"))
+        bbx = entry["bbx"]
+        boxes.append(None if bbx is None else _box(bbx, gnd_path, f"{where}['bbx']"))
     return InstanceBenchmark(name, protocol, db_paths, query_paths, boxes, gnd)
 
 
@@ -255,7 +257,8 @@ def _from_gt_files(folder: Path, name: str) -> InstanceBenchmark:
         lists = {}
         for kind in ("good", "ok", "junk"):
             path = gt_dir / f"{stem}_{kind}.txt"
-            lists[kind] = [position[p.stem] for p in _resolve(_read_list(path), index, path, "images")]
+            paths = _resolve(_read_list(path), index, path, "images")
+            lists[kind] = [position[p.stem] for p in paths]
         ok = np.array(sorted(set(lists["good"]) | set(lists["ok"])), dtype=np.int64)
         gnd.append({"ok": ok, "junk": np.array(sorted(set(lists["junk"])), dtype=np.int64)})
     return InstanceBenchmark(name, "oxford", db_paths, query_paths, boxes, gnd)

@@ -116,13 +116,13 @@ def _load_pretrained_state(name: str) -> dict[str, Tensor]:
 
 
 def _torchvision_trunk(name: str, pretrained: bool) -> _TorchvisionTrunk:
+    state = _load_pretrained_state(name) if pretrained else None  # fail before building
     if name == "googlenet":
         net = tvm.googlenet(weights=None, aux_logits=False, init_weights=not pretrained,
                             transform_input=False)
     else:
         net = getattr(tvm, name)(weights=None)
-    if pretrained:
-        state = _load_pretrained_state(name)
+    if state is not None:
         if name == "googlenet":  # the released file also holds the auxiliary classifiers
             state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
         net.load_state_dict(state)

@@ -8,8 +8,6 @@ retrieval") and the original papers; the code is written from the formulas.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -19,7 +17,7 @@ __all__ = ["crow", "crow_weights", "gem", "l2n", "mac", "rmac", "rmac_regions", 
 
 def _check_maps(x: Tensor) -> None:
     if x.dim() != 4:
-        raise ValueError(f"x must be feature maps of shape (B, C, H, W); got shape {tuple(x.shape)}")
+        raise ValueError(f"x must be feature maps (B, C, H, W); got shape {tuple(x.shape)}")
 
 
 def l2n(x: Tensor, eps: float = 1e-6) -> Tensor:
@@ -33,7 +31,8 @@ def mac(x: Tensor) -> Tensor:
     return x.amax(dim=(-2, -1))
 
 
-def spoc_weights(height: int, width: int, *, dtype=torch.float32, device=None) -> Tensor:
+def spoc_weights(height: int, width: int, *, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> Tensor:
     """Gaussian centre prior of SPoC (Babenko & Lempitsky 2015), shape (H, W), summing to 1.
 
     Location (i, j) sits at the cell centre (i + 0.5, j + 0.5); the map centre is (H/2, W/2).
@@ -76,8 +75,7 @@ def _region_starts(length: int, side: int, count: int) -> list[int]:
     """Evenly spaced start offsets of ``count`` windows of ``side`` cells along ``length``."""
     if count == 1:
         return [0]
-    step = (length - side) / (count - 1)
-    return [math.floor(i * step) for i in range(count)]
+    return [i * (length - side) // (count - 1) for i in range(count)]  # exact integer floor
 
 
 def rmac_regions(
@@ -89,7 +87,9 @@ def rmac_regions(
     short side there are ``l`` regions; along the long side ``l + extra``, where ``extra`` in
     1..6 is chosen (as in cnnimageretrieval-pytorch) so that neighbouring level-1 regions
     overlap by the fraction closest to ``overlap``; square maps get ``extra = 0``. Regions are
-    spread evenly from one border to the other. Empty regions (side 0) are skipped.
+    spread evenly from one border to the other (start offsets floored in exact integer
+    arithmetic; the float32 arithmetic of cnnimageretrieval-pytorch can shift a region by one
+    cell on maps more than about 4 times longer than wide). Empty regions (side 0) are skipped.
     """
     if levels < 1:
         raise ValueError(f"levels must be an integer >= 1; got {levels}")
@@ -98,14 +98,17 @@ def rmac_regions(
     short, long = min(height, width), max(height, width)
     extra = 0
     if long != short:
-        candidates = range(2, 8)  # possible numbers of level-1 regions along the long side
-        gaps = [abs(1.0 - (long - short) / (n - 1) / short - overlap) for n in candidates]
-        extra = gaps.index(min(gaps)) + 1
+        # 2..7 level-1 regions along the long side; the overlap of neighbours is 1 - step/short.
+        # float32 as in cnnimageretrieval-pytorch, so that near-ties resolve the same way.
+        candidates = torch.arange(2, 8, dtype=torch.float32)
+        step = (long - short) / (candidates - 1)
+        gaps = ((short**2 - short * step) / short**2 - overlap).abs()
+        extra = int(torch.argmin(gaps)) + 1
     extra_w = extra if width > height else 0
     extra_h = extra if height > width else 0
     regions = []
     for level in range(1, levels + 1):
-        side = math.floor(2 * short / (level + 1))
+        side = 2 * short // (level + 1)
         if side == 0:
             continue
         for top in _region_starts(height, side, level + extra_h):

@@ -18,6 +18,7 @@ import numpy as np
 METRICS = ("ip", "l2")
 BACKENDS = ("auto", "faiss", "torch")
 CHUNK_ELEMENTS = 1 << 25  # score-matrix entries per torch chunk (128 MiB of float32)
+FAISS_GPU_MAX_K = 2048  # FAISS GPU flat search refuses larger k; such searches stay on CPU
 
 
 def _check_choice(value: str, allowed: tuple[str, ...], name: str) -> str:
@@ -43,6 +44,11 @@ def resolve_backend(backend: str = "auto") -> str:
 
 def _is_torch(array: Any) -> bool:
     return type(array).__module__.startswith("torch")
+
+
+def _as_array_like(array: Any) -> Any:
+    """Leave numpy arrays and torch tensors alone; turn nested sequences into float32 arrays."""
+    return array if hasattr(array, "shape") else np.asarray(array, dtype=np.float32)
 
 
 def _as_float32_numpy(array: Any, name: str) -> np.ndarray:
@@ -83,7 +89,7 @@ def _knn_faiss(queries: Any, database: Any, k: int, metric: str) -> tuple[np.nda
     q = _as_float32_numpy(queries, "queries")
     db = _as_float32_numpy(database, "database")
     index = faiss.IndexFlatIP(db.shape[1]) if metric == "ip" else faiss.IndexFlatL2(db.shape[1])
-    if faiss.get_num_gpus() > 0:
+    if faiss.get_num_gpus() > 0 and k <= FAISS_GPU_MAX_K:
         index = faiss.index_cpu_to_all_gpus(index)
     index.add(db)
     scores, indices = index.search(q, k)
@@ -105,8 +111,35 @@ def _as_float32_tensor(array: Any, device: Any) -> Any:
     return tensor.to(device=device, dtype=torch.float32)
 
 
+def _top_k_block(scores: Any, k: int, largest: bool, with_scores: bool) -> tuple[Any, Any]:
+    """Top ``k`` of each row of a torch score block, best first, as CPU tensors.
+
+    On CPU a large ``k`` (a quarter of the row or more) is served by numpy's vectorised argsort,
+    several times faster there than ``torch.topk``/``torch.sort``. Without ``with_scores`` the
+    returned scores are an empty placeholder.
+    """
+    import torch
+
+    if scores.device.type == "cpu" and 4 * k >= scores.shape[1]:
+        values = scores.numpy()
+        order = np.argsort(-values if largest else values, axis=1)[:, :k]
+        top = np.take_along_axis(values, order, axis=1) if with_scores else np.zeros((0, k))
+        return torch.from_numpy(top), torch.from_numpy(order)
+    top_scores, top_indices = torch.topk(scores, k, dim=1, largest=largest)
+    return top_scores.cpu(), top_indices.cpu()
+
+
+def _score_block(block: Any, db: Any, db_sq_norms: Any, metric: str) -> Any:
+    """Inner products, or squared L2 distances (clamped at 0), of ``block`` against ``db``."""
+    scores = block @ db.T
+    if metric == "ip":
+        return scores
+    distances = (block * block).sum(dim=1, keepdim=True) + db_sq_norms - 2 * scores
+    return distances.clamp_min_(0.0)
+
+
 def _knn_torch(
-    queries: Any, database: Any, k: int, metric: str, device: Any
+    queries: Any, database: Any, k: int, metric: str, device: Any, with_scores: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
@@ -115,19 +148,14 @@ def _knn_torch(
     db = _as_float32_tensor(database, device)
     db_sq_norms = (db * db).sum(dim=1) if metric == "l2" else None
     chunk = max(1, CHUNK_ELEMENTS // db.shape[0])
-    all_scores, all_indices = [], []
+    all_scores = [torch.zeros((0, k), dtype=torch.float32)]
+    all_indices = [torch.zeros((0, k), dtype=torch.int64)]
     with torch.no_grad():
         for start in range(0, q.shape[0], chunk):
-            block = q[start : start + chunk]
-            scores = block @ db.T
-            if metric == "l2":
-                scores = ((block * block).sum(dim=1, keepdim=True) + db_sq_norms - 2 * scores)
-                scores = scores.clamp_min_(0.0)
-            top_scores, top_indices = torch.topk(scores, k, dim=1, largest=metric == "ip")
-            all_scores.append(top_scores.cpu())
-            all_indices.append(top_indices.cpu())
-    if not all_scores:
-        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+            scores = _score_block(q[start : start + chunk], db, db_sq_norms, metric)
+            top_scores, top_indices = _top_k_block(scores, k, metric == "ip", with_scores)
+            all_scores.append(top_scores)
+            all_indices.append(top_indices)
     return (
         torch.cat(all_scores).numpy().astype(np.float32, copy=False),
         torch.cat(all_indices).numpy().astype(np.int64, copy=False),
@@ -150,6 +178,7 @@ def knn(
     """
     _check_choice(metric, METRICS, "metric")
     chosen = resolve_backend(backend)
+    queries, database = _as_array_like(queries), _as_array_like(database)
     _check_shapes(tuple(queries.shape), tuple(database.shape))
     k = _check_k(k, int(database.shape[0]))
     if chosen == "faiss":
@@ -160,10 +189,19 @@ def knn(
 def rank_all(
     queries: Any, database: Any, metric: str = "ip", backend: str = "auto", device: Any = None
 ) -> np.ndarray:
-    """Full ranking (Q, N) of the database for every query, best first (``knn`` with k = N)."""
+    """Full ranking (Q, N) of the database for every query, best first (``knn`` with k = N).
+
+    Here ``backend="auto"`` means torch: a full sort of the score matrix is several times faster
+    than FAISS's heap at k = N (1,000 x 100k on 2 busy CPU cores: about 10 s against 23 s).
+    """
+    _check_choice(metric, METRICS, "metric")
+    _check_choice(backend, BACKENDS, "backend")
+    queries, database = _as_array_like(queries), _as_array_like(database)
     _check_shapes(tuple(queries.shape), tuple(database.shape))
-    _, indices = knn(queries, database, int(database.shape[0]), metric, backend, device)
-    return indices
+    n_database = int(database.shape[0])
+    if resolve_backend("torch" if backend == "auto" else backend) == "faiss":
+        return _knn_faiss(queries, database, n_database, metric)[1]
+    return _knn_torch(queries, database, n_database, metric, device, with_scores=False)[1]
 
 
 def describe_backend(backend: str = "auto", metric: str = "ip", device: Any = None) -> str:

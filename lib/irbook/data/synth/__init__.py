@@ -1,0 +1,28 @@
+"""Deterministic synthetic datasets written in the official on-disk layouts, so that the real
+loaders of :mod:`irbook.data` read them unchanged."""
+
+from irbook.data.synth.classification import (
+    CLASSIFICATION_SCALES,
+    ensure_classification,
+    write_classification,
+)
+from irbook.data.synth.instance import (
+    SCALES,
+    ensure_instance_suite,
+    write_holidays,
+    write_oxford_original,
+    write_revisited,
+    write_ukbench,
+)
+
+__all__ = [
+    "CLASSIFICATION_SCALES",
+    "SCALES",
+    "ensure_classification",
+    "ensure_instance_suite",
+    "write_classification",
+    "write_holidays",
+    "write_oxford_original",
+    "write_revisited",
+    "write_ukbench",
+]

@@ -1,0 +1,16 @@
+"""The book's plots: one theme, retrieval galleries, bar charts of results."""
+
+from .gallery import GalleryRow, plot_galleries, plot_gallery
+from .plots import plot_map_bars
+from .theme import BOOK_WIDTH_IN, LABEL_COLOURS, QUERY_COLOUR, set_theme
+
+__all__ = [
+    "BOOK_WIDTH_IN",
+    "LABEL_COLOURS",
+    "QUERY_COLOUR",
+    "GalleryRow",
+    "plot_galleries",
+    "plot_gallery",
+    "plot_map_bars",
+    "set_theme",
+]

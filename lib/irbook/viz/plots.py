@@ -1,0 +1,51 @@
+"""Summary plots of results tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from .theme import BOOK_WIDTH_IN
+
+
+def _check_columns(df: pd.DataFrame, columns: Iterable[tuple[str, str | None]]) -> None:
+    for parameter, column in columns:
+        if column is not None and column not in df.columns:
+            raise ValueError(
+                f"{parameter}={column!r} is not a column of df; columns are {list(df.columns)}"
+            )
+
+
+def plot_map_bars(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str | None,
+    title: str,
+    scale: float = 100.0,
+    ylabel: str = "mAP (%)",
+) -> Figure:
+    """Grouped bars of ``df[y] * scale`` (long format) by ``x`` and ``hue``, values on the bars.
+
+    With the default ``scale=100`` the ``y`` column holds fractions in [0, 1] (what
+    :mod:`irbook.metrics` returns) and the bars show percent; pass ``scale=1`` for a column
+    already in percent.
+    """
+    _check_columns(df, [("x", x), ("y", y), ("hue", hue)])
+    if df.empty:
+        raise ValueError("df must hold at least one row")
+    data = df.assign(**{ylabel: df[y].astype(float) * scale})
+    fig = Figure(figsize=(BOOK_WIDTH_IN, BOOK_WIDTH_IN * 0.45))
+    ax = fig.add_subplot()
+    sns.barplot(data=data, x=x, y=ylabel, hue=hue, errorbar=None, ax=ax)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.1f", fontsize=7, padding=1)
+    ax.set_ylim(0, float(data[ylabel].max()) * 1.15 or 1.0)
+    ax.set_title(title)
+    if hue is not None and ax.get_legend() is not None:
+        ax.legend(title=hue, fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
