@@ -84,9 +84,11 @@ def _cmd_book(args: argparse.Namespace) -> int:
 def _cmd_data(args: argparse.Namespace) -> int:
     from .data import synth
     from .paths import synthetic_dir
+    from .retrieval import SYNTH_IMAGE_SIZE
 
-    root = synth.ensure_instance_suite(synthetic_dir(), seed=args.seed, scale=args.profile,
-                                       image_size=160 if args.profile == "demo" else 96)
+    root = synth.ensure_instance_suite(synthetic_dir() / args.profile, seed=args.seed,
+                                       scale=args.profile,
+                                       image_size=SYNTH_IMAGE_SIZE[args.profile])
     print(f"synthetic instance-retrieval suite in {root}")
     return 0
 

@@ -49,6 +49,8 @@ class Report:
 
     def metric(self, name: str, value: Any, glue: bool = True) -> Any:
         """Record a number (or short string) and glue it for the page's prose."""
+        if hasattr(value, "item"):  # numpy / torch scalars print as np.float64(...) otherwise
+            value = value.item()
         if isinstance(value, float) and not math.isfinite(value):
             value = None
         self.metrics[name] = value

@@ -56,6 +56,7 @@ def open_benchmarks(names: Iterable[str], *, synthetic: bool, root: str | Path |
     """Load benchmarks from their official layouts, writing the synthetic ones first if asked."""
     folder = data_root(synthetic, root)
     if synthetic:
+        folder = folder if root else folder / scale
         synth.ensure_instance_suite(folder, seed=seed, scale=scale,
                                     image_size=SYNTH_IMAGE_SIZE[scale])
     return {name: load_instance_benchmark(folder, name) for name in names}
@@ -67,8 +68,8 @@ def standin_pretrained_smallcnn(*, seed: int, scale: str, epochs: int, device: s
 
     Trained once per (seed, scale, epochs) and cached under ``data/cache``.
     """
-    root = synth.ensure_classification(synthetic_dir(), seed=seed, scale=scale,
-                                       image_size=PRETRAIN_IMAGE_SIZE)
+    root = synth.ensure_classification(synthetic_dir() / scale / "pretraining", seed=seed,
+                                       scale=scale, image_size=PRETRAIN_IMAGE_SIZE)
     train_set = ImageFolderDataset(Path(root) / "train", image_size=PRETRAIN_IMAGE_SIZE,
                                    train=True)
     backbone = make_backbone("smallcnn")
@@ -117,8 +118,13 @@ def evaluate(bench: InstanceBenchmark, query_desc: np.ndarray, db_desc: np.ndarr
 
 
 def offtheshelf_table(maps: dict[str, BenchmarkMaps], evaluated: Sequence[str],
-                      poolings: Sequence[str], whitenings: Sequence[str]) -> pd.DataFrame:
-    """Every (benchmark, pooling, whitening) combination scored: a long table."""
+                      poolings: Sequence[str], whitenings: Sequence[str],
+                      whitening_dim: int = 0) -> pd.DataFrame:
+    """Every (benchmark, pooling, whitening) combination scored: a long table.
+
+    ``whitening_dim`` = 0 keeps every dimension the whitening set supports (at most one
+    fewer than its number of images).
+    """
     rows = []
     for pooling in poolings:
         pooled = {name: (pool_maps(m.query_maps, pooling), pool_maps(m.db_maps, pooling))
@@ -128,7 +134,9 @@ def offtheshelf_table(maps: dict[str, BenchmarkMaps], evaluated: Sequence[str],
             for whitening in whitenings:
                 if whitening == "pca":
                     learned_on = pooled[WHITENING_COMPANION[name]][1]
-                    white = fit_pca_whitening(learned_on, dim=min(learned_on.shape) - 1)
+                    supported = min(learned_on.shape[1], learned_on.shape[0] - 1)
+                    dim = min(whitening_dim, supported) if whitening_dim else supported
+                    white = fit_pca_whitening(learned_on, dim=dim)
                     q, d = white.apply(query_desc), white.apply(db_desc)
                 else:
                     q, d = query_desc, db_desc
