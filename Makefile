@@ -19,7 +19,7 @@ book: install  ## execute every chapter with PROFILE (default demo) and build _b
 	$(BIN)/irbook book --profile $(PROFILE)
 
 lint: install
-	$(BIN)/ruff check lib tests
+	$(BIN)/ruff check lib tests notebooks tools
 
 unit: install
 	$(BIN)/pytest

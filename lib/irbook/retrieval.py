@@ -62,6 +62,13 @@ def open_benchmarks(names: Iterable[str], *, synthetic: bool, root: str | Path |
     return {name: load_instance_benchmark(folder, name) for name in names}
 
 
+def benchmark_summary(benchmarks: dict[str, InstanceBenchmark]) -> pd.DataFrame:
+    """One row per benchmark: protocol, database size, number of queries."""
+    rows = [{"benchmark": name, "protocol": b.protocol, "database images": len(b.db_paths),
+             "queries": len(b.query_paths)} for name, b in benchmarks.items()]
+    return pd.DataFrame(rows).set_index("benchmark")
+
+
 def standin_pretrained_smallcnn(*, seed: int, scale: str, epochs: int, device: str,
                                 progress: bool = True) -> torch.nn.Module:
     """The book's stand-in for ImageNet pre-training: a small CNN trained on synthetic classes.

@@ -7,10 +7,11 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from irbook.models.functional import l2n
 from irbook.models.pooling import make_pooling
+
+from ..progress import progress_bar
 
 __all__ = ["extract_descriptors", "extract_feature_maps", "pool_maps"]
 
@@ -43,7 +44,7 @@ def _run(model: nn.Module, dataset, device, progress: bool, desc: str,
     was_training = model.training
     model.eval().to(device)
     try:
-        with tqdm(total=len(dataset), desc=desc, disable=not progress, unit="img") as bar:
+        with progress_bar(enabled=progress, total=len(dataset), desc=desc, unit="img") as bar:
             for images in _image_batches(dataset, batch_size):
                 output = model(images.to(device)).cpu()
                 bar.update(len(images))

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+
+from ..progress import progress_bar
 
 __all__ = ["atomic_save", "fit", "seed_everything"]
 
@@ -125,13 +126,13 @@ def fit(
             scheduler.load_state_dict(state["scheduler"])
         history = list(state["history"])
         _set_rng_state(state["rng"], loader)
-    epoch_bar = tqdm(range(len(history) + 1, epochs + 1), desc=desc, disable=not progress,
-                     initial=len(history), total=epochs, unit="epoch")
+    epoch_bar = progress_bar(range(len(history) + 1, epochs + 1), enabled=progress, desc=desc,
+                             initial=len(history), total=epochs, unit="epoch")
     for epoch in epoch_bar:
         model.train()
         started, total, batches = time.perf_counter(), 0.0, 0
-        batch_bar = tqdm(loader, desc=f"{desc} {epoch}/{epochs}", disable=not progress,
-                         leave=False)
+        batch_bar = progress_bar(loader, enabled=progress, desc=f"{desc} {epoch}/{epochs}",
+                                 leave=False)
         for batch in batch_bar:
             loss = loss_fn(model, _to_device(batch, device))
             if not torch.isfinite(loss):
