@@ -6,6 +6,7 @@ parameters cell holds exactly the names declared below (a test checks this).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,14 @@ class Chapter:
     title: str
     notebook: str
     spec: ParamSpec
+    preflight: str | None = None
+
+    def check_inputs(self, params: Mapping[str, Any]) -> None:
+        """Run the chapter's preflight (``module:function``): missing data or weights fail here,
+        before a kernel starts."""
+        if self.preflight:
+            module, function = self.preflight.split(":")
+            getattr(importlib.import_module(module), function)(dict(params))
 
     @property
     def notebook_path(self) -> Path:
@@ -52,6 +61,7 @@ CH02 = Chapter(
     key="ch02",
     title="Deep image retrieval: off-the-shelf features",
     notebook="notebooks/ch02_deep_image_retrieval.ipynb",
+    preflight="irbook.retrieval:preflight",
     spec=ParamSpec(
         params=(
             *_COMMON,

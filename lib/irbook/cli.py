@@ -56,7 +56,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     chapter = get_chapter(args.chapter)
     _check_profile(args.profile)
     overrides = dict(args.param)
-    chapter.resolve(args.profile, overrides)  # fail before any work
+    chapter.check_inputs(chapter.resolve(args.profile, overrides))  # fail before any work
     out = run_chapter(chapter.key, args.profile, overrides, progress=not args.quiet)
     print(f"executed notebook and results.json in {out}")
     return 0
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ParameterError, ValueError) as error:
+    except (ParameterError, ValueError, FileNotFoundError) as error:
         print(f"irbook: error: {error}", file=sys.stderr)
         return 2
 

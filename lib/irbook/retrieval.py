@@ -17,10 +17,17 @@ import pandas as pd
 import torch
 
 from .data import synth
+from .data.errors import require
 from .data.images import ImageFolderDataset, ImageListDataset, load_image
-from .data.instance import InstanceBenchmark, load_instance_benchmark
+from .data.instance import HOW_TO_GET, InstanceBenchmark, load_instance_benchmark
 from .metrics import mean_average_precision, ns_score, revisited_map
-from .models import extract_feature_maps, fit_pca_whitening, make_backbone, pool_maps
+from .models import (
+    extract_feature_maps,
+    fit_pca_whitening,
+    make_backbone,
+    pool_maps,
+    require_pretrained_weights,
+)
 from .paths import cache_dir, data_root, synthetic_dir
 from .search import rank_all
 from .train import pretrain_classifier
@@ -49,6 +56,16 @@ def benchmarks_needed(dataset: str, whitening: str) -> list[str]:
     if whitening != "none":
         evaluated += [WHITENING_COMPANION[name] for name in evaluated]
     return list(dict.fromkeys(evaluated))
+
+
+def preflight(params: dict) -> None:
+    """Fail before any work: real datasets or pretrained weights that a run would need."""
+    if params["backbone"] != "smallcnn" and params["pretrained"]:
+        require_pretrained_weights(params["backbone"])
+    if not params["synthetic"]:
+        root = data_root(False, params["data_root"])
+        for name in benchmarks_needed(params["dataset"], params["whitening"]):
+            require(root / name, name, HOW_TO_GET[name])
 
 
 def open_benchmarks(names: Iterable[str], *, synthetic: bool, root: str | Path | None,

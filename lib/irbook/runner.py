@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,25 +43,36 @@ def run_chapter(key: str, profile: str = "demo", overrides: Mapping[str, Any] | 
 
     chapter = get_chapter(key)
     params = chapter.resolve(profile, overrides)
+    chapter.check_inputs(params)
     out_dir = chapter_run_dir(key, profile, out_root)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / NOTEBOOK_RESULTS).unlink(missing_ok=True)
     executed = out_dir / chapter.notebook_path.name
     started = time.time()
-    previous = os.environ.get("IRBOOK_RUN_DIR")
-    os.environ["IRBOOK_RUN_DIR"] = str(out_dir)
-    try:
+    # The kernel inherits these: results go to out_dir, and progress bars (which would be
+    # stored in the executed notebook as text) are replaced by papermill's bar over cells.
+    with _environment(IRBOOK_RUN_DIR=str(out_dir), TQDM_DISABLE="1"):
         papermill.execute_notebook(
             str(chapter.notebook_path), str(executed), parameters=params,
             cwd=str(chapter.notebook_path.parent), progress_bar=progress, kernel_name="python3",
         )
-    finally:
-        if previous is None:
-            os.environ.pop("IRBOOK_RUN_DIR", None)
-        else:
-            os.environ["IRBOOK_RUN_DIR"] = previous
     write_results(out_dir, key, params, wall_time=time.time() - started)
     return out_dir
+
+
+@contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    """Set environment variables for the duration of a block."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def write_results(out_dir: Path, key: str, params: Mapping[str, Any], wall_time: float) -> Path:

@@ -8,6 +8,7 @@ from irbook.models.backbones import (
     SmallCNN,
     make_backbone,
     pretrained_weights_path,
+    require_pretrained_weights,
 )
 from irbook.models.extract import extract_descriptors, extract_feature_maps, pool_maps
 from irbook.models.functional import crow, gem, l2n, mac, rmac, rmac_regions, spoc
@@ -42,6 +43,7 @@ __all__ = [
     "make_pooling",
     "pool_maps",
     "pretrained_weights_path",
+    "require_pretrained_weights",
     "rmac",
     "rmac_regions",
     "spoc",

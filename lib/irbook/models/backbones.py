@@ -100,19 +100,29 @@ def pretrained_weights_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / file_name
 
 
-def _load_pretrained_state(name: str) -> dict[str, Tensor]:
+def _how_to_get(name: str, path: Path) -> str:
+    return (f"Download {_WEIGHTS[name].url} on a machine with internet access and copy the "
+            f"file, keeping its name, into {path.parent}/ (torch.hub.get_dir() is set by "
+            "$TORCH_HOME). Nothing is downloaded at run time.")
+
+
+def require_pretrained_weights(name: str) -> Path:
+    """The cached ImageNet weight file of ``name``; a clear error naming it when absent."""
     path = pretrained_weights_path(name)
-    how = (f"Download {_WEIGHTS[name].url} on a machine with internet access and copy the "
-           f"file, keeping its name, into {path.parent}/ (torch.hub.get_dir() is set by "
-           "$TORCH_HOME). Nothing is downloaded at run time.")
     if not path.is_file():
         raise PretrainedWeightsMissingError(
-            f"Pretrained weights for {name} not found: expected {path}. {how}")
+            f"Pretrained weights for {name} not found: expected {path}. {_how_to_get(name, path)}")
+    return path
+
+
+def _load_pretrained_state(name: str) -> dict[str, Tensor]:
+    path = require_pretrained_weights(name)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file
         raise PretrainedWeightsMissingError(
-            f"Pretrained weights for {name} at {path} cannot be read ({error}). {how}") from error
+            f"Pretrained weights for {name} at {path} cannot be read ({error}). "
+            f"{_how_to_get(name, path)}") from error
 
 
 def _torchvision_trunk(name: str, pretrained: bool) -> _TorchvisionTrunk:
