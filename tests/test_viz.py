@@ -78,3 +78,24 @@ def test_map_bars_show_percent_labels() -> None:
     assert ax.get_title() == "pooling" and "%" in ax.get_ylabel()
     with pytest.raises(ValueError, match="hue='method' is not a column"):
         plot_map_bars(df, x="dataset", y="mAP", hue="method", title="t")
+
+
+def test_metric_panels_one_axes_per_panel_and_a_shared_legend():
+    import pandas as pd
+
+    from irbook.viz import plot_metric_panels
+
+    df = pd.DataFrame({
+        "panel": ["a", "a", "b", "b", "c", "c"],
+        "pooling": ["mac", "gem"] * 3,
+        "whitening": ["none", "pca"] * 3,
+        "value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    })
+    fig = plot_metric_panels(df, panel="panel", x="pooling", hue="whitening", ncols=2)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["a", "b", "c"]
+    assert len(fig.legends) == 1
+    heights = sorted(p.get_height() for p in visible[2].patches if p.get_height() > 0)
+    assert heights == [5.0, 6.0]
+    with pytest.raises(ValueError, match="panel='nope' is not a column"):
+        plot_metric_panels(df, panel="nope", x="pooling", hue="whitening")

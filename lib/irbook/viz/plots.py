@@ -49,3 +49,46 @@ def plot_map_bars(
         ax.legend(title=hue, fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def plot_metric_panels(
+    df: pd.DataFrame,
+    panel: str,
+    x: str,
+    hue: str | None,
+    y: str = "value",
+    ncols: int = 4,
+    title: str | None = None,
+) -> Figure:
+    """One small bar chart per value of ``df[panel]`` (each with its own y scale).
+
+    Suited to results on different scales side by side, e.g. mAP per benchmark and the
+    UKBench N-S score: ``x`` along each panel, ``hue`` as bar colour, one shared legend.
+    """
+    _check_columns(df, [("panel", panel), ("x", x), ("y", y), ("hue", hue)])
+    if df.empty:
+        raise ValueError("df must hold at least one row")
+    panels = list(dict.fromkeys(df[panel]))
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(BOOK_WIDTH_IN, 2.3 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    order = list(dict.fromkeys(df[x]))
+    for ax, name in zip(axes, panels, strict=False):
+        sns.barplot(data=df[df[panel] == name], x=x, y=y, hue=hue, order=order, ax=ax,
+                    errorbar=None)
+        ax.set_title(str(name), fontsize="medium")
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(axis="x", labelrotation=45, labelsize="small")
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    if hue is not None:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, title=hue, loc="outside lower center",
+                   ncols=len(labels))
+    if title:
+        fig.suptitle(title)
+    return fig
