@@ -97,12 +97,19 @@ COMMANDS = {"run": _cmd_run, "params": _cmd_params, "book": _cmd_book, "data": _
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from papermill.exceptions import PapermillExecutionError
+
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (ParameterError, ValueError, FileNotFoundError) as error:
         print(f"irbook: error: {error}", file=sys.stderr)
         return 2
+    except PapermillExecutionError as error:
+        print(f"irbook: the notebook failed in cell {error.exec_count}: {error.ename}: "
+              f"{error.evalue}\nthe executed notebook, with the full traceback, is in "
+              "runs/<profile>/<chapter>/", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Chapter 2's pipeline: off-the-shelf convolutional features for instance retrieval.
 
 A frozen backbone turns every image into conv maps once; each pooling (MAC, SPoC, GeM, R-MAC,
-CroW) turns the maps into one L2-normalised descriptor; optional PCA-whitening is learned on a
-*companion* collection (Paris for Oxford and the other way round, as in the R-MAC and CroW
-papers); the ranking by inner product is scored with each benchmark's own protocol.
+CroW) turns the maps into one L2-normalised descriptor, and only the descriptors are kept;
+optional PCA-whitening is learned on a *companion* collection (Paris for Oxford and the other
+way round, as in the R-MAC and CroW papers); the ranking by inner product is scored with
+each benchmark's own protocol.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from .data.images import ImageFolderDataset, ImageListDataset, load_image
 from .data.instance import HOW_TO_GET, InstanceBenchmark, load_instance_benchmark
 from .metrics import mean_average_precision, ns_score, revisited_map
 from .models import (
-    extract_feature_maps,
+    extract_pooled,
     fit_pca_whitening,
     make_backbone,
-    pool_maps,
     require_pretrained_weights,
 )
 from .paths import cache_dir, data_root, synthetic_dir
@@ -42,12 +42,12 @@ PRETRAIN_IMAGE_SIZE = 64
 
 
 @dataclass
-class BenchmarkMaps:
-    """A benchmark with the conv maps of its queries and database images."""
+class BenchmarkDescriptors:
+    """A benchmark with, per pooling, the descriptors of its queries and database images."""
 
     benchmark: InstanceBenchmark
-    query_maps: list[torch.Tensor]
-    db_maps: list[torch.Tensor]
+    query: dict[str, np.ndarray]
+    db: dict[str, np.ndarray]
 
 
 def benchmarks_needed(dataset: str, whitening: str) -> list[str]:
@@ -115,23 +115,25 @@ def prepare_backbone(name: str, pretrained: bool, *, seed: int, scale: str, epoc
     return backbone.to(device).eval()
 
 
-def conv_maps(backbone: torch.nn.Module, bench: InstanceBenchmark, image_size: int,
-              device: str, progress: bool = True) -> BenchmarkMaps:
-    """Conv maps of every database image and query (queries cropped to their box)."""
+def describe(backbone: torch.nn.Module, bench: InstanceBenchmark, poolings: Sequence[str],
+             image_size: int, device: str, progress: bool = True) -> BenchmarkDescriptors:
+    """Pooled descriptors of every database image and query (queries cropped to their box)."""
     db = ImageListDataset(bench.db_paths, max_size=image_size)
-    db_maps = extract_feature_maps(backbone, db, device=device, progress=progress)
+    db_desc = extract_pooled(backbone, db, poolings, device=device, progress=progress,
+                             desc=f"{bench.name} database")
     if bench.query_db_index is not None:
-        query_maps = [db_maps[i] for i in bench.query_db_index]
+        query_desc = {name: d[bench.query_db_index] for name, d in db_desc.items()}
     else:
         queries = ImageListDataset(bench.query_paths, boxes=bench.query_boxes, max_size=image_size)
-        query_maps = extract_feature_maps(backbone, queries, device=device, progress=progress)
-    return BenchmarkMaps(bench, query_maps, db_maps)
+        query_desc = extract_pooled(backbone, queries, poolings, device=device,
+                                    progress=progress, desc=f"{bench.name} queries")
+    return BenchmarkDescriptors(bench, query_desc, db_desc)
 
 
 def evaluate(bench: InstanceBenchmark, query_desc: np.ndarray, db_desc: np.ndarray,
-             ) -> dict[str, float]:
+             device: str | None = None) -> dict[str, float]:
     """Score an inner-product ranking with the benchmark's protocol (values in percent)."""
-    rankings = rank_all(query_desc, db_desc, metric="ip")
+    rankings = rank_all(query_desc, db_desc, metric="ip", device=device)
     if bench.protocol == "revisited":
         scores = revisited_map(rankings, bench.gnd)
         return {f"mAP {s[0].upper()}": 100 * scores[s]["mAP"] for s in ("easy", "medium", "hard")}
@@ -141,9 +143,9 @@ def evaluate(bench: InstanceBenchmark, query_desc: np.ndarray, db_desc: np.ndarr
     return {"mAP": 100 * mean_ap}
 
 
-def offtheshelf_table(maps: dict[str, BenchmarkMaps], evaluated: Sequence[str],
+def offtheshelf_table(descriptors: dict[str, BenchmarkDescriptors], evaluated: Sequence[str],
                       poolings: Sequence[str], whitenings: Sequence[str],
-                      whitening_dim: int = 0) -> pd.DataFrame:
+                      whitening_dim: int = 0, device: str | None = None) -> pd.DataFrame:
     """Every (benchmark, pooling, whitening) combination scored: a long table.
 
     ``whitening_dim`` = 0 keeps every dimension the whitening set supports (at most one
@@ -151,23 +153,25 @@ def offtheshelf_table(maps: dict[str, BenchmarkMaps], evaluated: Sequence[str],
     """
     rows = []
     for pooling in poolings:
-        pooled = {name: (pool_maps(m.query_maps, pooling), pool_maps(m.db_maps, pooling))
-                  for name, m in maps.items()}
         for name in evaluated:
-            query_desc, db_desc = pooled[name]
+            found = descriptors[name]
             for whitening in whitenings:
+                q, d = found.query[pooling], found.db[pooling]
                 if whitening == "pca":
-                    learned_on = pooled[WHITENING_COMPANION[name]][1]
-                    supported = min(learned_on.shape[1], learned_on.shape[0] - 1)
-                    dim = min(whitening_dim, supported) if whitening_dim else supported
-                    white = fit_pca_whitening(learned_on, dim=dim)
-                    q, d = white.apply(query_desc), white.apply(db_desc)
-                else:
-                    q, d = query_desc, db_desc
-                for metric, value in evaluate(maps[name].benchmark, q, d).items():
+                    white = learn_whitening(descriptors[WHITENING_COMPANION[name]].db[pooling],
+                                            whitening_dim)
+                    q, d = white.apply(q), white.apply(d)
+                for metric, value in evaluate(found.benchmark, q, d, device).items():
                     rows.append(dict(benchmark=name, pooling=pooling, whitening=whitening,
                                      metric=metric, value=float(value)))
     return pd.DataFrame(rows)
+
+
+def learn_whitening(learned_on: np.ndarray, whitening_dim: int = 0):
+    """PCA-whitening of a companion collection; ``whitening_dim`` 0 keeps all it supports."""
+    supported = min(learned_on.shape[1], learned_on.shape[0] - 1)
+    dim = min(whitening_dim, supported) if whitening_dim else supported
+    return fit_pca_whitening(learned_on, dim=dim)
 
 
 # --- claim checks (Chapter 2) ---------------------------------------------------------------
@@ -237,11 +241,11 @@ def result_labels(bench: InstanceBenchmark, query: int, ranked: Sequence[int]) -
             for i in ranked]
 
 
-def gallery_rows(bench: InstanceBenchmark, query_desc: np.ndarray, db_desc: np.ndarray,
-                 queries: Sequence[int], k: int = 10) -> list[GalleryRow]:
+def gallery_rows(found: BenchmarkDescriptors, pooling: str, queries: Sequence[int],
+                 k: int = 10) -> list[GalleryRow]:
     """Inputs of :func:`irbook.viz.plot_galleries` for the given queries."""
-
-    rankings = rank_all(query_desc[list(queries)], db_desc, metric="ip")
+    bench = found.benchmark
+    rankings = rank_all(found.query[pooling][list(queries)], found.db[pooling], metric="ip")
     rows = []
     for q, ranking in zip(queries, rankings, strict=True):
         ranked = [int(i) for i in ranking if bench.query_db_index is None

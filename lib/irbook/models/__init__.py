@@ -10,7 +10,12 @@ from irbook.models.backbones import (
     pretrained_weights_path,
     require_pretrained_weights,
 )
-from irbook.models.extract import extract_descriptors, extract_feature_maps, pool_maps
+from irbook.models.extract import (
+    extract_descriptors,
+    extract_feature_maps,
+    extract_pooled,
+    pool_maps,
+)
 from irbook.models.functional import crow, gem, l2n, mac, rmac, rmac_regions, spoc
 from irbook.models.net import RetrievalNet
 from irbook.models.pooling import L2N, MAC, POOLINGS, RMAC, CroW, GeM, SPoC, make_pooling
@@ -34,6 +39,7 @@ __all__ = [
     "crow",
     "extract_descriptors",
     "extract_feature_maps",
+    "extract_pooled",
     "fit_learned_whitening",
     "fit_pca_whitening",
     "gem",

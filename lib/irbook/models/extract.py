@@ -13,7 +13,7 @@ from irbook.models.pooling import make_pooling
 
 from ..progress import progress_bar
 
-__all__ = ["extract_descriptors", "extract_feature_maps", "pool_maps"]
+__all__ = ["extract_descriptors", "extract_feature_maps", "extract_pooled", "pool_maps"]
 
 
 def _image_of(item) -> Tensor:
@@ -39,18 +39,25 @@ def _image_batches(dataset, batch_size: int) -> Iterator[Tensor]:
 
 
 @torch.no_grad()
-def _run(model: nn.Module, dataset, device, progress: bool, desc: str,
-         batch_size: int) -> Iterator[Tensor]:
+def _run_on_device(model: nn.Module, dataset, device, progress: bool, desc: str,
+                   batch_size: int = 1) -> Iterator[Tensor]:
+    """Model outputs batch by batch, left on ``device``; eval mode, no gradients."""
     was_training = model.training
     model.eval().to(device)
     try:
         with progress_bar(enabled=progress, total=len(dataset), desc=desc, unit="img") as bar:
             for images in _image_batches(dataset, batch_size):
-                output = model(images.to(device)).cpu()
+                output = model(images.to(device))
                 bar.update(len(images))
                 yield output
     finally:
         model.train(was_training)
+
+
+def _run(model: nn.Module, dataset, device, progress: bool, desc: str,
+         batch_size: int) -> Iterator[Tensor]:
+    for output in _run_on_device(model, dataset, device, progress, desc, batch_size):
+        yield output.cpu()
 
 
 def extract_feature_maps(backbone: nn.Module, dataset, device: str | torch.device = "cpu",
@@ -74,6 +81,25 @@ def pool_maps(maps: Sequence[Tensor], pooling: nn.Module | str) -> np.ndarray:
     if not rows:
         raise ValueError("maps must hold at least one feature map")
     return torch.cat(rows).numpy().astype(np.float32)
+
+
+def extract_pooled(backbone: nn.Module, dataset, poolings: Sequence[str],
+                   device: str | torch.device = "cpu", progress: bool = True,
+                   desc: str = "feature maps") -> dict[str, np.ndarray]:
+    """Several poolings of every image's feature maps, without keeping the maps.
+
+    Returns ``{pooling: (N, C) float32}``, rows L2-normalised. Memory stays at one map at a
+    time, which matters for full-size images (a ResNet map at 1024 px is 8 MB).
+    """
+    pools = {name: make_pooling(name).to(device) for name in poolings}
+    rows: dict[str, list[Tensor]] = {name: [] for name in poolings}
+    for maps in _run_on_device(backbone, dataset, device, progress, desc):
+        with torch.no_grad():
+            for name, pool in pools.items():
+                rows[name].append(l2n(pool(maps.float())).cpu())
+    if not len(dataset):
+        raise ValueError("dataset must hold at least one image")
+    return {name: torch.cat(r).numpy().astype(np.float32) for name, r in rows.items()}
 
 
 def extract_descriptors(net: nn.Module, dataset, device: str | torch.device = "cpu",
