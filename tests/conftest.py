@@ -11,3 +11,16 @@ os.environ.setdefault("IRBOOK_RUN_DIR", tempfile.mkdtemp(prefix="irbook-nbval-")
 # Build matplotlib's font cache here, once: on a new machine the first import prints a notice
 # to stderr, which would differ from the golden notebooks.
 import matplotlib.font_manager  # noqa: E402,F401
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """Every chapter executed once with the smoke profile, shared by the notebook and book tests."""
+    from irbook.chapters import CHAPTERS
+    from irbook.runner import run_chapter
+
+    root = tmp_path_factory.mktemp("runs")
+    for key in CHAPTERS:
+        run_chapter(key, "smoke", out_root=root, progress=False)
+    return root

@@ -9,7 +9,7 @@ import pytest
 
 from irbook.chapters import CHAPTERS
 from irbook.paths import REPO_ROOT
-from irbook.runner import run_chapter
+from irbook.runner import chapter_run_dir
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
@@ -37,8 +37,8 @@ def test_parameters_cell_declares_exactly_the_chapter_parameters(chapter):
 
 
 @pytest.mark.parametrize("key", list(CHAPTERS))
-def test_smoke_run_writes_executed_notebook_and_results(key, tmp_path):
-    out = run_chapter(key, "smoke", out_root=tmp_path, progress=False)
+def test_smoke_run_writes_executed_notebook_and_results(key, smoke_runs):
+    out = chapter_run_dir(key, "smoke", smoke_runs)
     results = json.loads((out / "results.json").read_text())
     assert results["chapter"] == key and results["profile"] == "smoke"
     assert results["parameters"]["profile"] == "smoke"

@@ -35,7 +35,11 @@ def value(table: str, method: str, column: str) -> float:
 
 
 def test_all_tables_available_in_thesis_order():
-    assert available_tables() == ["2.1", "2.2", "2.3"]
+    assert available_tables() == [
+        "2.1", "2.2", "2.3",
+        "5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7", "5.8", "5.9", "5.10",
+        "6.1", "6.2", "6.3",
+    ]
 
 
 @pytest.mark.parametrize("table", sorted(EXPECTED_COLUMNS))
@@ -110,3 +114,213 @@ def test_unknown_table_lists_available_ones():
 def test_malformed_table_name_is_rejected():
     with pytest.raises(ValueError, match="table"):
         load_thesis_table("Table 2.2")
+
+
+# Chapters 5 and 6: long (tidy) tables, one row per printed number.
+
+LONG = ["dataset", "method", "setting", "step", "classes", "class_range", "metric", "value"]
+LONG_COLUMNS = {
+    **{t: LONG for t in ["5.2", "5.3", "5.4", "5.5", "5.6", "5.7", "5.9", "5.10", "6.1", "6.2"]},
+    "5.8": LONG + ["alpha", "beta"],
+    "6.3": LONG + ["case", "loss"],
+}
+METHODS = {
+    "initial model", "fine-tuning", "LwF", "EWC", "ALASSO", "L2 loss", "NCE_EWC", "MMD loss",
+    "ours", "reference",
+}
+KEY = ["dataset", "method", "setting", "classes", "class_range", "metric"]
+
+
+def cell(table: str, **where) -> float:
+    """The one value of a long table matching every column=value given."""
+    frame = load_thesis_table(table)
+    for column, wanted in where.items():
+        frame = frame[frame[column] == wanted]
+    assert len(frame) == 1, f"{where} matches {len(frame)} rows of Table {table}"
+    return float(frame.iloc[0]["value"])
+
+
+def recall_row(table: str, method: str, setting: str, class_range: str) -> list[float]:
+    return [
+        cell(table, method=method, setting=setting, class_range=class_range, metric=m)
+        for m in ("R@1", "R@2", "R@4")
+    ]
+
+
+@pytest.mark.parametrize("table", sorted(LONG_COLUMNS))
+def test_long_tables_columns_types_and_vocabulary(table):
+    frame = load_thesis_table(table)
+    assert list(frame.columns) == LONG_COLUMNS[table]
+    assert pd.api.types.is_float_dtype(frame["value"])
+    assert frame["value"].between(0, 100, inclusive="right").all()
+    assert str(frame["step"].dtype) == "Int64"
+    assert (frame["step"].isna() == (frame["method"] == "reference")).all()
+    assert set(frame["metric"]) <= {"R@1", "R@2", "R@4", "mAP", "accuracy"}
+    assert set(frame["classes"]) <= {"old", "new", "average", "seen"}
+    assert set(frame["dataset"]) <= {"CUB-200", "Stanford-Dogs", "CIFAR-100"}
+    assert frame["class_range"].str.fullmatch(r"\d+-\d+").all()
+    assert not frame.duplicated(KEY + LONG_COLUMNS[table][8:]).any()
+    if table not in ("5.7", "6.3"):
+        assert set(frame["method"]) <= METHODS
+
+
+def test_table_5_1_split_sizes_add_up():
+    frame = load_thesis_table("5.1")
+    assert list(frame.columns) == ["dataset", "split", "classes", "images", "n_classes"]
+    stats = {tuple(row[:3]): (row[3], row[4]) for row in frame.itertuples(index=False)}
+    assert stats[("CUB-200", "train", "all")] == (7048, 200)
+    assert stats[("CUB-200", "test", "all")] == (4740, 200)
+    assert stats[("Stanford-Dogs", "test", "old")] == (4651, 60)
+    for dataset in ("CUB-200", "Stanford-Dogs"):
+        for split in ("train", "test"):
+            old, new, total = (stats[(dataset, split, c)] for c in ("old", "new", "all"))
+            assert (old[0] + new[0], old[1] + new[1]) == total
+
+
+def test_chapter_5_one_step_values_quoted_in_the_prose():
+    cub, dogs = "1-100 → 101-200", "1-60 → 61-120"
+    assert cell("5.2", method="L2 loss", setting=cub, classes="old", metric="R@1") == 66.48
+    assert cell("5.2", method="L2 loss", setting=cub, classes="new", metric="R@1") == 77.44
+    assert cell("5.2", method="ours", setting=cub, classes="old", metric="R@1") == 74.41
+    assert cell("5.2", method="ours", setting=cub, classes="new", metric="R@1") == 73.11
+    assert cell("5.2", method="reference", classes="new", metric="R@1") == 76.64
+    assert cell("5.3", method="initial model", classes="old", metric="R@1") == 80.67
+    assert cell("5.3", method="ours", setting=dogs, classes="old", metric="R@1") == 76.67
+    assert cell("5.3", method="ours", setting=dogs, classes="new", metric="R@1") == 81.88
+    # "w feature extraction" = the initial model on the new classes, no other value there.
+    assert recall_row("5.2", "initial model", "1-100", "101-200") == [47.02, 57.44, 67.86]
+    assert cell("5.4", method="ours", setting="1-100 → 101-125", class_range="1-100",
+                metric="R@1") == 76.65
+    assert cell("5.5", method="ours", setting="1-60 → 61-65", class_range="1-60",
+                metric="R@1") == 79.75
+    assert cell("5.4", method="reference", setting="1-125 (joint)", classes="new",
+                metric="R@1") == 79.25
+
+
+def test_chapter_5_ablation_and_grid_repeat_table_5_2():
+    setting = "1-100 → 101-200"
+    same = {
+        "L_ce + L_triplet": "fine-tuning",
+        "L_ce + L_triplet + L_dist": "LwF",
+        "L_ce + L_triplet + L_dist + L_mmd": "ours",
+    }
+    for rng in ("1-100", "101-200"):
+        for ablation, method in same.items():
+            assert recall_row("5.7", ablation, setting, rng) == recall_row(
+                "5.2", method, setting, rng
+            )
+        grid = load_thesis_table("5.8")
+        default = grid[(grid["alpha"] == 1) & (grid["beta"] == 1) & (grid["class_range"] == rng)]
+        assert default.set_index("metric")["value"].tolist() == recall_row(
+            "5.2", "ours", setting, rng
+        )
+    grid = load_thesis_table("5.8").dropna(subset=["alpha"])
+    assert sorted(set(zip(grid["alpha"], grid["beta"], strict=True))) == [
+        (a, b) for a in (0.1, 1.0) for b in (0.1, 1.0, 10.0)
+    ]
+
+
+def test_table_5_6_cifar_first_task_shared_and_ours_ahead():
+    frame = load_thesis_table("5.6")
+    wide = frame.pivot_table(index="step", columns="method", values="value")
+    assert wide.loc[0].tolist() == [77.3] * 4
+    assert (wide.loc[1:, "ours"] > wide.loc[1:].drop(columns="ours").max(axis=1)).all()
+    assert wide.loc[4].to_dict() == {"EWC": 39.5, "L2 loss": 32.8, "LwF": 41.0, "ours": 43.3}
+    assert frame.loc[frame["step"] == 4, "class_range"].unique().tolist() == ["1-100"]
+
+
+def old_class_curve(table: str, method: str) -> list[float]:
+    frame = load_thesis_table(table)
+    old = "1-100" if table == "5.9" else "1-60"
+    rows = frame[
+        frame["method"].isin([method, "initial model"])
+        & (frame["class_range"] == old)
+        & (frame["metric"] == "R@1")
+    ]
+    return rows.sort_values("step")["value"].tolist()
+
+
+def test_table_5_9_block_reading_matches_the_prose():
+    l2 = old_class_curve("5.9", "L2 loss")
+    ours = old_class_curve("5.9", "ours")
+    assert l2 == [79.41, 67.37, 58.14, 53.86, 45.85]
+    assert ours == [79.41, 76.65, 73.77, 70.47, 66.40]
+    assert round((l2[0] - l2[-1]) / 4, 2) == 8.39
+    assert round((ours[0] - ours[-1]) / 4, 2) == 3.25
+    final = "1-100 → 101-125 → 126-150 → 151-175 → 176-200"
+    assert recall_row("5.9", "ours", final, "176-200") == [85.21, 89.92, 93.28]
+    assert recall_row("5.9", "reference", "1-200 (joint)", "176-200") == [83.70, 90.25, 93.78]
+    # The first step of the chapter's method is the 25-class experiment of Table 5.4.
+    for rng in ("1-100", "101-125"):
+        assert recall_row("5.9", "ours", "1-100 → 101-125", rng) == recall_row(
+            "5.4", "ours", "1-100 → 101-125", rng
+        )
+
+
+@pytest.mark.parametrize("table", ["5.9", "5.10"])
+def test_sequential_tables_are_complete_triangles(table):
+    frame = load_thesis_table(table)
+    incremental = frame[~frame["method"].isin(["initial model", "reference"])]
+    counts = incremental.groupby(["method", "step"]).size()
+    assert set(incremental["method"]) == {"fine-tuning", "LwF", "EWC", "L2 loss", "ours"}
+    for (method, step), n in counts.items():
+        assert n == 3 * (step + 1), (method, step)
+    assert (incremental.groupby(["method", "step"])["classes"]
+            .apply(lambda c: (c == "new").sum() == 3).all())
+    # After four steps the chapter's method keeps the most Recall@1 on the original classes.
+    finals = {m: old_class_curve(table, m)[-1] for m in incremental["method"].unique()}
+    assert max(finals, key=finals.get) == "ours"
+
+
+def test_table_5_10_reference_matches_table_5_3():
+    assert recall_row("5.10", "reference", "1-120 (joint)", "1-60") == recall_row(
+        "5.3", "reference", "1-120 (joint)", "1-60"
+    )
+    assert old_class_curve("5.10", "ours") == [80.67, 76.07, 70.67, 67.75, 65.47]
+
+
+@pytest.mark.parametrize("table", ["6.1", "6.2"])
+def test_chapter_6_average_is_mean_of_old_and_new(table):
+    wide = load_thesis_table(table).pivot_table(
+        index="method", columns=["classes", "metric"], values="value"
+    )
+    assert len(wide) == 9
+    for metric in ("R@1", "mAP"):
+        mean = (wide[("old", metric)] + wide[("new", metric)]) / 2
+        assert ((mean - wide[("average", metric)]).abs() <= 0.0051).all(), metric
+
+
+def test_chapter_6_values_quoted_in_the_prose():
+    def one(table, method, classes, metric):
+        return cell(table, method=method, classes=classes, metric=metric)
+
+    assert one("6.1", "initial model", "old", "mAP") == 55.78
+    assert one("6.1", "initial model", "new", "mAP") == 19.54
+    assert one("6.1", "fine-tuning", "old", "mAP") == 42.57
+    assert one("6.1", "fine-tuning", "new", "mAP") == 48.90
+    assert one("6.1", "L2 loss", "old", "R@1") == 75.93
+    assert one("6.1", "L2 loss", "old", "mAP") == 50.23
+    assert one("6.1", "initial model", "old", "R@1") == 79.24
+    assert one("6.1", "ours", "old", "R@1") == 77.71
+    assert one("6.1", "MMD loss", "old", "R@1") == 77.03
+    assert one("6.2", "initial model", "old", "R@1") == 81.27
+    assert one("6.2", "ours", "old", "R@1") == 79.92
+    assert one("6.2", "MMD loss", "old", "R@1") == 79.49
+
+
+def test_table_6_3_cases_quoted_in_the_prose():
+    frame = load_thesis_table("6.3")
+    assert frame["case"].unique().tolist() == ["a", "b", "c", "d"]
+    assert (frame["setting"] == "1-100 → 101-125 → 126-150").all()
+    assert (frame["step"] == 2).all()
+    by_case = frame.set_index(["case", "classes", "metric"])["value"]
+    assert by_case[("a", "new", "mAP")] == 52.45
+    assert by_case[("a", "old", "mAP")] == 48.09
+    assert by_case[("b", "old", "mAP")] == 50.71
+    assert by_case[("b", "new", "R@1")] == 75.00
+    assert by_case[("b", "new", "mAP")] == 50.87
+    assert by_case[("c", "old", "R@1")] == 76.19
+    assert by_case[("c", "new", "R@1")] == 76.33
+    assert by_case[("a", "new", "R@1")] == 76.83
+    # The prose quotes 76.91 for case (d); the table prints 76.61 (kept as printed).
+    assert by_case[("d", "old", "R@1")] == 76.61

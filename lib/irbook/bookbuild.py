@@ -19,7 +19,7 @@ from .runner import chapter_run_dir, run_chapter
 STAGED = ("_config.yml", "_toc.yml", "book", "lib/irbook", "data/thesis_tables")
 
 
-def stage_book(profile: str, build_dir: Path) -> Path:
+def stage_book(profile: str, build_dir: Path, runs_root: Path | None = None) -> Path:
     """Copy the book's sources and the executed notebooks into ``build_dir/src``."""
     src = build_dir / "src"
     if src.exists():
@@ -33,7 +33,7 @@ def stage_book(profile: str, build_dir: Path) -> Path:
         else:
             shutil.copy2(origin, target)
     for key, chapter in CHAPTERS.items():
-        executed = chapter_run_dir(key, profile) / chapter.notebook_path.name
+        executed = chapter_run_dir(key, profile, runs_root) / chapter.notebook_path.name
         if not executed.exists():
             raise FileNotFoundError(
                 f"{executed} is missing: run `irbook run {key} --profile {profile}` first"
@@ -44,18 +44,24 @@ def stage_book(profile: str, build_dir: Path) -> Path:
     return src
 
 
-def build_book(profile: str = "demo", run: bool = True, build_dir: Path | None = None) -> Path:
-    """Execute every chapter (unless ``run`` is false), then build ``_build/html``."""
+def build_book(profile: str = "demo", run: bool = True, build_dir: Path | None = None,
+               runs_root: Path | None = None) -> Path:
+    """Execute every chapter (unless ``run`` is false), then build ``<build_dir>/html``.
+
+    ``build_dir`` must be called ``_build`` (Jupyter Book writes there under its parent).
+    """
     build_dir = build_dir or REPO_ROOT / "_build"
+    if build_dir.name != "_build":
+        raise ValueError(f"build_dir must be a folder named _build; got {build_dir}")
     if run:
         for key in CHAPTERS:
             print(f"[irbook] executing {key} with the {profile} profile", flush=True)
-            run_chapter(key, profile)
-    src = stage_book(profile, build_dir)
+            run_chapter(key, profile, out_root=runs_root)
+    src = stage_book(profile, build_dir, runs_root)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [str(jupyter_book), "build", str(src), "--path-output", str(build_dir.parent),
                "--builder", "html"]
     subprocess.run(command, check=True)
     index = build_dir / "html" / "index.html"
-    print(f"[irbook] book written to {index} (runs in {runs_dir() / profile})")
+    print(f"[irbook] book written to {index} (runs in {(runs_root or runs_dir()) / profile})")
     return index

@@ -31,7 +31,8 @@ def load_thesis_table(table: str) -> pd.DataFrame:
     """Read one thesis table, e.g. ``load_thesis_table("2.2")`` for Table 2.2.
 
     Text columns stay strings; every other column is numeric (float, NaN where the thesis
-    reports no result), except the integer bibliography number ``ref``.
+    reports no result), except the integer bibliography number ``ref`` and the incremental
+    ``step`` of chapters 5-6 (nullable integer, ``<NA>`` for a jointly trained reference model).
     """
     if not isinstance(table, str) or not _NAME.match(table):
         raise ValueError(
@@ -47,4 +48,6 @@ def load_thesis_table(table: str) -> pd.DataFrame:
     frame = pd.read_csv(path, encoding="utf-8", keep_default_na=False, na_values=[""])
     if "ref" in frame.columns:
         frame["ref"] = frame["ref"].astype(int)
+    if "step" in frame.columns:
+        frame["step"] = frame["step"].astype("Int64")
     return frame

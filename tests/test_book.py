@@ -1,0 +1,37 @@
+"""The HTML book builds offline from the executed smoke notebooks."""
+
+import re
+
+import pytest
+
+from irbook.bookbuild import build_book
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory, smoke_runs):
+    build_dir = tmp_path_factory.mktemp("book") / "_build"
+    index = build_book("smoke", run=False, build_dir=build_dir, runs_root=smoke_runs)
+    return index.parent
+
+
+def test_index_and_every_page_are_written(html):
+    assert (html / "index.html").exists()
+    for page in ("book/preface", "book/ch01_introduction", "book/datasets", "book/how_to_run",
+                 "notebooks/ch02_deep_image_retrieval"):
+        assert (html / f"{page}.html").exists(), page
+
+
+def test_chapter_has_figures_math_and_glued_numbers(html):
+    page = (html / "notebooks" / "ch02_deep_image_retrieval.html").read_text()
+    assert len(re.findall(r"<img [^>]*src=\"[^\"]*\.png\"", page)) >= 2
+    assert "_static/mathjax/tex-chtml.js" in page
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
+    assert "executed with the" in page and "smoke" in page
+    assert re.search(r"def</span>.{0,40}\"nf\">gem</span>", page)  # included library code
+
+
+def test_no_page_loads_scripts_or_styles_from_the_network(html):
+    for page in html.rglob("*.html"):
+        text = page.read_text()
+        remote = re.findall(r"<(?:script|link)[^>]+(?:src|href)=\"(https?://[^\"]+)\"", text)
+        assert not remote, f"{page.name} loads {remote}"
