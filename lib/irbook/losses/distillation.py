@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from irbook.models.functional import l2n
-
 __all__ = [
     "KERNELS",
     "correlation_distillation",
@@ -97,7 +95,7 @@ def gram_matrix(features: Tensor, kernel: str = "linear", normalize: bool = True
         raise ValueError(f"features must be (B, D); got shape {tuple(features.shape)}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
-    x = l2n(features) if normalize else features
+    x = F.normalize(features, dim=1) if normalize else features
     if kernel == "linear":
         return x @ x.T
     if not sigma > 0:

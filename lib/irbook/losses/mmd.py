@@ -21,14 +21,16 @@ def _squared_distances(a: Tensor, b: Tensor) -> Tensor:
 def median_sigma(x: Tensor, y: Tensor) -> float:
     """Median heuristic: the median Euclidean distance between distinct rows of ``[x; y]``.
 
-    Computed without gradient (the bandwidth is a constant of the loss); 1.0 when every
-    distance is 0.
+    Computed without gradient (the bandwidth is a constant of the loss); an even count takes
+    the mean of the two middle distances; 1.0 when every distance is 0 or there is one row.
     """
     with torch.no_grad():
         pooled = torch.cat([x, y]).double()
+        if len(pooled) < 2:
+            return 1.0
         squared = _squared_distances(pooled, pooled)
         upper = torch.triu_indices(len(pooled), len(pooled), offset=1, device=pooled.device)
-        median = squared[upper[0], upper[1]].median().sqrt().item()
+        median = torch.quantile(squared[upper[0], upper[1]].sqrt(), 0.5).item()
     return median if median > 0 else 1.0
 
 

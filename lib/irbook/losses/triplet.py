@@ -7,9 +7,8 @@ anchor's label and exclude the anchor itself, negatives have another label.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-
-from irbook.models.functional import l2n
 
 __all__ = ["DISTANCES", "reference_pair_loss", "triplet_hard_loss"]
 
@@ -52,7 +51,7 @@ def triplet_hard_loss(embeddings: Tensor, labels: Tensor, margin: float,
         raise ValueError(f"distance must be one of {DISTANCES}; got {distance!r}")
     if margin < 0:
         raise ValueError(f"margin must be >= 0; got {margin}")
-    x = l2n(embeddings) if normalize else embeddings
+    x = F.normalize(embeddings, dim=1) if normalize else embeddings
     positive, negative = _pair_masks(labels)
     valid = positive.any(dim=1) & negative.any(dim=1)
     if not valid.any():

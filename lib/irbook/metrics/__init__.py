@@ -1,4 +1,5 @@
-"""Retrieval metrics: AP/mAP, the revisited Oxford/Paris protocol, N-S score, Recall@K."""
+"""Retrieval metrics: AP/mAP, the revisited Oxford/Paris protocol, N-S score, Recall@K;
+forgetting and incremental accuracy of continual learning."""
 
 from .ap import (
     RULES,
@@ -6,6 +7,13 @@ from .ap import (
     ap_from_ranking,
     average_precision,
     mean_average_precision,
+)
+from .continual import (
+    average_forgetting,
+    average_incremental_accuracy,
+    forgetting_curve,
+    harmonic_mean,
+    old_new_summary,
 )
 from .recall import drop_self, precision_at_k, rankings_excluding_self, recall_at_k
 from .revisited import SETUPS, revisited_map, revisited_precision_at_k, setup_ground_truth
@@ -16,10 +24,15 @@ __all__ = [
     "SETUPS",
     "ap_code_faithful",
     "ap_from_ranking",
+    "average_forgetting",
+    "average_incremental_accuracy",
     "average_precision",
     "drop_self",
+    "forgetting_curve",
+    "harmonic_mean",
     "mean_average_precision",
     "ns_score",
+    "old_new_summary",
     "precision_at_k",
     "rankings_excluding_self",
     "recall_at_k",

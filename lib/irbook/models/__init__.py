@@ -1,4 +1,5 @@
-"""Backbones, pooling layers (thesis Figure 2.6), whitening and descriptor extraction."""
+"""Backbones, pooling layers (thesis Figure 2.6), whitening, descriptor extraction and the
+metric-learning embedding network of chapters 5-6."""
 
 from irbook.models.backbones import (
     BACKBONES,
@@ -10,6 +11,7 @@ from irbook.models.backbones import (
     pretrained_weights_path,
     require_pretrained_weights,
 )
+from irbook.models.embedding import EMBEDDING_POOLINGS, EmbeddingNet, GrowingLinear
 from irbook.models.extract import (
     extract_descriptors,
     extract_feature_maps,
@@ -23,6 +25,7 @@ from irbook.models.whitening import Whitening, fit_learned_whitening, fit_pca_wh
 
 __all__ = [
     "BACKBONES",
+    "EMBEDDING_POOLINGS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "L2N",
@@ -30,7 +33,9 @@ __all__ = [
     "POOLINGS",
     "RMAC",
     "CroW",
+    "EmbeddingNet",
     "GeM",
+    "GrowingLinear",
     "PretrainedWeightsMissingError",
     "RetrievalNet",
     "SPoC",

@@ -1,0 +1,85 @@
+"""Class-balanced P x K batches for metric learning (chapters 5-7).
+
+Each batch holds ``classes_per_batch`` (P) distinct classes with ``samples_per_class`` (K)
+images each, as in the sampler of the chapter-6 reference code (5 images per class, 16 classes,
+batch 80). Classes are visited in shuffled rounds, so within an epoch of ``ceil(n_classes / P)``
+batches every class appears once -- the reference code's "epoch" of ``#classes x K`` samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+__all__ = ["ClassBalancedBatchSampler"]
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    return int(value)
+
+
+class ClassBalancedBatchSampler(Sampler[list[int]]):
+    """Yields lists of dataset indices: P classes x K samples per batch.
+
+    A class with fewer than K items is sampled with replacement, otherwise without.
+    ``batches_per_epoch=None`` gives ``ceil(n_classes / P)`` batches. The draws of an epoch
+    depend only on ``(seed, epoch)``; iterating uses the current epoch and then advances it, and
+    :meth:`set_epoch` jumps to a given epoch (to resume a run).
+    """
+
+    def __init__(self, labels: Sequence[int] | np.ndarray, classes_per_batch: int,
+                 samples_per_class: int, batches_per_epoch: int | None = None,
+                 seed: int = 0):
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be a non-empty 1-D integer array; got shape "
+                             f"{labels.shape} and dtype {labels.dtype}")
+        self.classes_per_batch = _positive_int("classes_per_batch", classes_per_batch)
+        self.samples_per_class = _positive_int("samples_per_class", samples_per_class)
+        self.classes = np.unique(labels)
+        if self.classes_per_batch > self.classes.size:
+            raise ValueError(f"classes_per_batch must be at most the number of classes "
+                             f"({self.classes.size}); got {classes_per_batch}")
+        if batches_per_epoch is None:
+            batches_per_epoch = math.ceil(self.classes.size / self.classes_per_batch)
+        self.batches_per_epoch = _positive_int("batches_per_epoch", batches_per_epoch)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.members = {int(c): np.flatnonzero(labels == c) for c in self.classes}
+
+    def set_epoch(self, epoch: int) -> None:
+        """The next iteration draws the batches of ``epoch`` (0-based)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0; got {epoch}")
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def _class_rounds(self, rng: np.random.Generator) -> Iterator[list[int]]:
+        """P distinct classes per batch from successive shuffles of all classes."""
+        queue: list[int] = []
+        while True:
+            if len(queue) < self.classes_per_batch:
+                fresh = [int(c) for c in rng.permutation(self.classes)]
+                # classes not waiting in the queue first, so the next batch has P distinct ones
+                queue += [c for c in fresh if c not in queue] + [c for c in fresh if c in queue]
+            yield queue[: self.classes_per_batch]
+            queue = queue[self.classes_per_batch:]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        rounds = self._class_rounds(rng)
+        for _ in range(self.batches_per_epoch):
+            batch: list[int] = []
+            for c in next(rounds):
+                members = self.members[c]
+                replace = members.size < self.samples_per_class
+                batch += rng.choice(members, self.samples_per_class, replace=replace).tolist()
+            yield batch

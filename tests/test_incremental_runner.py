@@ -1,0 +1,178 @@
+"""The incremental protocol runner on a tiny random-image split (CPU, seconds)."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from irbook.data.finegrained import ClassSplit, LabelledSet
+from irbook.incremental import IncrementalConfig, make_method, run_incremental
+from irbook.incremental import runner as runner_module
+from irbook.incremental.methods import FirstStage
+from irbook.models import SmallCNN
+
+TASKS = [np.array([0, 1, 2, 3]), np.array([4, 5])]
+
+
+@pytest.fixture(autouse=True)
+def tiny_backbone(monkeypatch):
+    """A 2-block, 4-channel SmallCNN instead of the default one, on one thread (tensors this
+    small gain nothing from more, and lose much on a busy machine): the tests stay fast."""
+    monkeypatch.setattr(runner_module, "make_backbone",
+                        lambda name, pretrained: SmallCNN(width=4, depth=2))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _split(n_classes=6, n_train=4, n_test=3, size=16):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, size=(n_classes, size, size, 3))
+
+    def images(n):
+        noise = rng.integers(-30, 30, size=(n_classes, n, size, size, 3))
+        stacked = np.clip(base[:, None] + noise, 0, 255).astype(np.uint8)
+        return stacked.reshape(-1, size, size, 3), np.repeat(np.arange(n_classes), n)
+
+    train, test = images(n_train), images(n_test)
+    return ClassSplit("tiny", [f"c{i}" for i in range(n_classes)], LabelledSet(*train),
+                      LabelledSet(*test), "thesis")
+
+
+def _config(tmp_path, **overrides):
+    settings = dict(image_size=16, embedding_dim=8, epochs_first=2, epochs_incremental=3,
+                    lr=1e-3, backbone_lr_scale=1.0, classes_per_batch=2, samples_per_class=2,
+                    device="cpu", backbone="smallcnn", pretrained=False, progress=False,
+                    checkpoint_dir=str(tmp_path))
+    settings.update(overrides)
+    return IncrementalConfig(**settings)
+
+
+def test_two_tasks_fill_the_lower_triangle_of_every_metric(tmp_path):
+    result = run_incremental(_split(), TASKS, "finetune", _config(tmp_path))
+    for metric in ("R@1", "R@2", "R@4", "mAP"):
+        matrix = result.matrix(metric)
+        assert matrix.shape == (2, 2)
+        assert np.isnan(matrix[0, 1]) and np.isfinite(matrix[np.tril_indices(2)]).all()
+        assert ((0 <= matrix[np.tril_indices(2)]) & (matrix[np.tril_indices(2)] <= 100)).all()
+    assert set(result.before.task) == {1} and len(result.before) == 4
+    assert set(result.old_new.subset) == {"old", "new"}
+    # with one later task, "new" is that task's evaluation
+    new = result.old_new[result.old_new.subset == "new"].set_index("metric").value
+    assert new["R@1"] == result.matrix("R@1")[1, 1]
+    table = result.old_new_average()
+    assert list(table.columns) == ["old", "new", "average", "harmonic"]
+    assert table.loc["mAP", "average"] == pytest.approx(
+        (table.loc["mAP", "old"] + table.loc["mAP", "new"]) / 2)
+    assert result.forgetting("R@1") == pytest.approx(
+        result.matrix("R@1")[0, 0] - result.matrix("R@1")[1, 0])
+    assert len(result.train_seconds) == 2 and min(result.train_seconds) > 0
+    assert [len(h) for h in result.histories] == [2, 3]
+    assert {"loss", "triplet"} <= set(result.histories[1][0])
+    assert result.model.num_classes == 6
+
+
+def test_the_first_stage_is_trained_once_and_shared_by_later_methods(tmp_path):
+    split, config = _split(), _config(tmp_path)
+    first = run_incremental(split, TASKS, "finetune", config)
+    (cache,) = (tmp_path / "first_stage").glob("*.pt")
+    stamp = os.stat(cache).st_mtime_ns
+    second = run_incremental(split, TASKS, make_method("lwf"), config)
+    assert not first.first_stage_cached and second.first_stage_cached
+    assert os.stat(cache).st_mtime_ns == stamp
+    assert second.train_seconds[0] == first.train_seconds[0]
+    task0 = [r[r.after_task == 0].value.tolist() for r in (first.accuracy, second.accuracy)]
+    assert task0[0] == task0[1]
+    assert not list((tmp_path / "first_stage").glob("*.partial.pt"))
+
+
+def _interrupt_after(monkeypatch, method_class, calls):
+    original, count = method_class.loss, {"n": 0}
+
+    def failing(self, model, batch, ctx):
+        if ctx.task == 1:
+            count["n"] += 1
+            if count["n"] == calls:
+                raise KeyboardInterrupt
+        return original(self, model, batch, ctx)
+
+    monkeypatch.setattr(method_class, "loss", failing)
+
+
+@pytest.mark.parametrize("name", ["finetune", "alasso"])
+def test_resuming_an_interrupted_stage_gives_the_uninterrupted_result(tmp_path, monkeypatch,
+                                                                      name):
+    split = _split()
+    straight_method = make_method(name)
+    straight = run_incremental(split, TASKS, straight_method, _config(tmp_path / "a"))
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, type(straight_method), calls=3)  # 1 batch per epoch: epoch 3
+        with pytest.raises(KeyboardInterrupt):
+            run_incremental(split, TASKS, name, _config(tmp_path / "b"))
+    assert list((tmp_path / "b").glob(f"{name}/*/task1.partial.pt"))
+    resumed_method = make_method(name)
+    resumed = run_incremental(split, TASKS, resumed_method, _config(tmp_path / "b"))
+    for key, value in straight.model_state.items():
+        assert np.array_equal(value.numpy(), resumed.model_state[key].numpy()), key
+    assert straight.accuracy.equals(resumed.accuracy)
+    if name == "alasso":  # the path integral of the interrupted epochs was restored too
+        for key, value in straight_method.alasso.importance.items():
+            assert np.array_equal(value.numpy(), resumed_method.alasso.importance[key].numpy())
+    again = run_incremental(split, TASKS, name, _config(tmp_path / "b"))  # all from disk
+    assert again.accuracy.equals(resumed.accuracy)
+
+
+def test_an_interrupted_first_stage_resumes_exactly(tmp_path, monkeypatch):
+    split, tasks = _split(), [np.array([0, 1, 2, 3])]
+    straight = run_incremental(split, tasks, "finetune", _config(tmp_path / "a"))
+    original, count = FirstStage.loss, {"n": 0}
+
+    def failing(self, model, batch, ctx):
+        count["n"] += 1
+        if count["n"] == 3:  # two batches per epoch: the first batch of epoch 2
+            raise KeyboardInterrupt
+        return original(self, model, batch, ctx)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FirstStage, "loss", failing)
+        with pytest.raises(KeyboardInterrupt):
+            run_incremental(split, tasks, "finetune", _config(tmp_path / "b"))
+    assert list((tmp_path / "b" / "first_stage").glob("*.partial.pt"))
+    resumed = run_incremental(split, tasks, "finetune", _config(tmp_path / "b"))
+    assert not resumed.first_stage_cached
+    for key, value in straight.model_state.items():
+        assert np.array_equal(value.numpy(), resumed.model_state[key].numpy()), key
+    assert resumed.old_new.subset.tolist() == ["old"] * 4  # one task: no "new" subset
+    with pytest.raises(ValueError, match="at least one task after task 0"):
+        resumed.old_new_average()
+
+
+def test_corr_fe_runs_three_tasks_and_uses_measured_bounds(tmp_path):
+    tasks = [np.array([0, 1]), np.array([2, 3]), np.array([4, 5])]
+    method = make_method("corr_fe")
+    result = run_incremental(_split(), tasks, method, _config(tmp_path, epochs_incremental=1),
+                             eval_ks=(1,))
+    assert result.matrix("mAP").shape == (3, 3)
+    assert len(method.bounds) == 1 and np.isfinite(method.bounds[0]).all()
+    assert np.isfinite(result.forgetting_curve("mAP")[1:]).all()
+
+
+def test_bad_runs_are_rejected_before_training(tmp_path):
+    split = _split()
+    with pytest.raises(ValueError, match="first_stage_ce_weight > 0"):
+        run_incremental(split, TASKS, "lwf", _config(tmp_path, first_stage_ce_weight=0.0))
+    with pytest.raises(ValueError, match="disjoint"):
+        run_incremental(split, [np.array([0, 1]), np.array([1, 2])], "finetune",
+                        _config(tmp_path))
+    with pytest.raises(ValueError, match="method must be one of"):
+        run_incremental(split, TASKS, "icarl", _config(tmp_path))
+    used = make_method("finetune")
+    run_incremental(split, [np.array([0, 1])], used, _config(tmp_path, epochs_first=0))
+    with pytest.raises(ValueError, match="already run"):
+        run_incremental(split, TASKS, used, _config(tmp_path))
+    with pytest.raises(ValueError, match="samples_per_class must be >= 2"):
+        _config(tmp_path, samples_per_class=1)
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        _config(tmp_path, backbone="vit")
