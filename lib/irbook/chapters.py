@@ -99,7 +99,81 @@ CH02 = Chapter(
     ),
 )
 
-CHAPTERS: dict[str, Chapter] = {c.key: c for c in (CH02,)}
+_INCREMENTAL = (
+    *_COMMON,
+    Param("dataset", str, "fine-grained dataset(s): both = CUB-200-2011 and Stanford Dogs",
+          choices=("cub200", "dogs", "both")),
+    Param("backbone", str, "network under the embedding head (googlenet stands in for "
+          "BN-Inception)", choices=BACKBONE_CHOICES),
+    Param("pretrained", bool, "ImageNet weights from the local torch cache (torchvision nets)"),
+    Param("image_size", int, "training and test crop in pixels", low=16, high=512),
+    Param("embedding_dim", int, "size of the L2-normalised embedding", low=8, high=2048),
+    Param("epochs_first", int, "epochs on the old classes (first stage)", low=1, high=5000),
+    Param("epochs_incremental", int, "epochs of every incremental stage", low=1, high=5000),
+    Param("batches_per_epoch", int, "0: ceil(#classes / classes_per_batch), as in the "
+          "reference code", low=0, high=100000),
+    Param("lr", float, "Adam learning rate of the embedding head", low=1e-8, high=1.0),
+    Param("backbone_lr_scale", float, "backbone learning rate = lr × this", low=0.0, high=1.0),
+    Param("margin", float, "margin of the metric loss", low=0.0, high=2.0),
+    Param("classes_per_batch", int, "P of the class-balanced P×K sampler", low=2, high=512),
+    Param("samples_per_class", int, "K of the class-balanced P×K sampler", low=2, high=64),
+    Param("experiments", str, "main: the one-step tables only; all: every table and figure",
+          choices=("all", "main")),
+)
+_INCREMENTAL_PROFILES = {
+    "smoke": dict(seed=0, device="cpu", data_root=None, synthetic=True, dataset="both",
+                  backbone="smallcnn", pretrained=False, image_size=32, embedding_dim=32,
+                  epochs_first=2, epochs_incremental=1, batches_per_epoch=3, lr=1e-3,
+                  backbone_lr_scale=1.0, margin=0.1, classes_per_batch=4, samples_per_class=3,
+                  experiments="all"),
+    "demo": dict(seed=0, device="cpu", data_root=None, synthetic=True, dataset="both",
+                 backbone="smallcnn", pretrained=False, image_size=48, embedding_dim=128,
+                 epochs_first=10, epochs_incremental=5, batches_per_epoch=15, lr=1e-3,
+                 backbone_lr_scale=1.0, margin=0.1, classes_per_batch=8, samples_per_class=4,
+                 experiments="all"),
+    "full": dict(seed=0, device="auto", data_root=None, synthetic=False, dataset="both",
+                 backbone="googlenet", pretrained=True, image_size=224, embedding_dim=512,
+                 epochs_first=1500, epochs_incremental=800, batches_per_epoch=0, lr=1e-5,
+                 backbone_lr_scale=0.1, margin=0.1, classes_per_batch=16, samples_per_class=5,
+                 experiments="all"),
+}
+
+CH05 = Chapter(
+    key="ch05",
+    title="Incremental learning for fine-grained image retrieval",
+    notebook="notebooks/ch05_incremental_fgir.ipynb",
+    preflight="irbook.incremental.experiments:preflight",
+    spec=ParamSpec(
+        params=(
+            *_INCREMENTAL,
+            Param("alpha", float, "weight of the distillation term (Eq. 5.6)", low=0.0,
+                  high=100.0),
+            Param("beta", float, "weight of the MMD term (Eq. 5.6)", low=0.0, high=100.0),
+        ),
+        profiles={name: {**values, "alpha": 1.0, "beta": 1.0}
+                  for name, values in _INCREMENTAL_PROFILES.items()},
+    ),
+)
+
+CH06 = Chapter(
+    key="ch06",
+    title="Correlation distillation with feature estimation",
+    notebook="notebooks/ch06_correlation_distillation.ipynb",
+    preflight="irbook.incremental.experiments:preflight",
+    spec=ParamSpec(
+        params=(
+            *_INCREMENTAL,
+            Param("n_tasks", int, "tasks of the multi-step run (the thesis uses 4 and 10)",
+                  low=2, high=50),
+            Param("corr_weight", float, "weight of the correlation distillation (Eq. 6.3)",
+                  low=0.0, high=1000.0),
+        ),
+        profiles={name: {**values, "n_tasks": 4, "corr_weight": 10.0}
+                  for name, values in _INCREMENTAL_PROFILES.items()},
+    ),
+)
+
+CHAPTERS: dict[str, Chapter] = {c.key: c for c in (CH02, CH05, CH06)}
 
 
 def get_chapter(key: str) -> Chapter:

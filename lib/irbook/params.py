@@ -37,8 +37,8 @@ class Param:
         elif self.type is bool:
             text = "true or false"
         elif self.low is not None or self.high is not None:
-            low = "-inf" if self.low is None else f"{self.low:g}"
-            high = "inf" if self.high is None else f"{self.high:g}"
+            low = "-inf" if self.low is None else _number(self.low, self.type)
+            high = "inf" if self.high is None else _number(self.high, self.type)
             text = f"a {self.type.__name__} in [{low}, {high}]"
         else:
             text = f"a {self.type.__name__}"
@@ -70,6 +70,10 @@ class Param:
                 f"parameter '{self.name}' got {value!r}; allowed: {self.allowed()}"
             )
         return converted
+
+
+def _number(value: float, kind: type) -> str:
+    return str(int(value)) if kind is int else f"{value:g}"
 
 
 def _convert(value: Any, kind: type) -> Any:
