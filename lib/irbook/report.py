@@ -64,6 +64,15 @@ class Report:
         self.claims.append(check)
         return check
 
+    def check_claims(self, checks: dict[tuple[str, str], tuple[bool, str] | None]) -> None:
+        """Record every tested claim ((claim, source) → (holds, detail)); None = not testable
+        in this run. Glues ``claim1``… as "supported" / "not supported" for the prose."""
+        for (claim, source), outcome in checks.items():
+            if outcome is not None:
+                self.claim(claim, source, *outcome)
+        for i, check in enumerate(self.claims, 1):
+            self.metric(f"claim{i}", "supported" if check.holds else "not supported")
+
     def claims_frame(self):
         """The claim checks as a table for the page."""
         import pandas as pd

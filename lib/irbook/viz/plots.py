@@ -92,3 +92,32 @@ def plot_metric_panels(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_scatter_panels(df: pd.DataFrame, panel: str, x: str, y: str, hue: str,
+                        title: str | None = None) -> Figure:
+    """Side-by-side scatter plots sharing axes, one per value of ``df[panel]`` (e.g. t-SNE)."""
+    _check_columns(df, [("panel", panel), ("x", x), ("y", y), ("hue", hue)])
+    if df.empty:
+        raise ValueError("df must hold at least one row")
+    panels = list(dict.fromkeys(df[panel]))
+    fig = Figure(figsize=(BOOK_WIDTH_IN, BOOK_WIDTH_IN / len(panels) + 0.9),
+                 layout="constrained")
+    axes = fig.subplots(1, len(panels), sharex=True, sharey=True, squeeze=False).ravel()
+    hue_order = sorted(df[hue].unique(), key=str)
+    for ax, name in zip(axes, panels, strict=True):
+        sns.scatterplot(data=df[df[panel] == name], x=x, y=y, hue=hue, hue_order=hue_order,
+                        s=14, ax=ax, legend=ax is axes[0])
+        ax.set_title(str(name), fontsize="medium")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    if axes[0].get_legend() is not None:
+        handles, labels = axes[0].get_legend_handles_labels()
+        axes[0].get_legend().remove()
+        fig.legend(handles, labels, title=hue, loc="outside lower center",
+                   ncols=min(len(labels), 8))
+    if title:
+        fig.suptitle(title)
+    return fig
