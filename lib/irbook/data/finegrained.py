@@ -37,7 +37,7 @@ from irbook.data.errors import DatasetCorruptError, require
 FINEGRAINED_DATASETS = ("cub200", "dogs", "cifar100")
 SPLITS = {"cub200": ("thesis", "official"), "dogs": ("thesis", "official"),
           "cifar100": ("official",)}
-DEFAULT_SPLIT = {"cub200": "thesis", "dogs": "thesis", "cifar100": "official"}
+DEFAULT_SPLIT = {"cub200": "thesis", "dogs": "official", "cifar100": "official"}
 TRAIN_FRACTION = (3, 5)  # 60% of each class for training in the thesis split
 
 DISPLAY_NAMES = {"cub200": "CUB-200-2011", "dogs": "Stanford Dogs", "cifar100": "CIFAR-100"}
@@ -130,7 +130,7 @@ def within_class_split(labels: np.ndarray, fraction: tuple[int, int] = TRAIN_FRA
     """Boolean train mask: in each class, ``floor(n * a / b)`` of its ``n`` items (in the given
     order) go to train, spread evenly -- the item at within-class position ``i`` is a training
     item iff ``floor((i + 1) a / b) > floor(i a / b)``. For ``a/b = 3/5`` the pattern is
-    train, test, train, test, train, repeated."""
+    test, train, test, train, train, repeated; a class of 41 images gets 24 training images."""
     a, b = fraction
     if not (0 < a < b):
         raise ValueError(f"fraction must be (a, b) with 0 < a < b, got {fraction}")
@@ -287,7 +287,7 @@ def _dog_class_names(files: list[str], labels: np.ndarray, where: Path) -> list[
     return [names[c] for c in range(n)]
 
 
-def load_stanford_dogs(root: str | PathLike[str], split: str = "thesis") -> ClassSplit:
+def load_stanford_dogs(root: str | PathLike[str], split: str = "official") -> ClassSplit:
     """Stanford Dogs from ``<root>/StanfordDogs/`` (Images/<wnid>-<breed>/*.jpg and
     lists/{train,test,file}_list.mat). ``official`` reads train/test lists; ``thesis`` splits
     ``file_list.mat`` 60/40 within each class (:func:`within_class_split`)."""

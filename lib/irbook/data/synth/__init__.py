@@ -6,6 +6,13 @@ from irbook.data.synth.classification import (
     ensure_classification,
     write_classification,
 )
+from irbook.data.synth.finegrained import SCALES as FINEGRAINED_SCALES
+from irbook.data.synth.finegrained import (
+    ensure_finegrained,
+    write_cifar100,
+    write_cub200,
+    write_stanford_dogs,
+)
 from irbook.data.synth.instance import (
     SCALES,
     ensure_instance_suite,
@@ -17,12 +24,17 @@ from irbook.data.synth.instance import (
 
 __all__ = [
     "CLASSIFICATION_SCALES",
+    "FINEGRAINED_SCALES",
     "SCALES",
     "ensure_classification",
+    "ensure_finegrained",
     "ensure_instance_suite",
+    "write_cifar100",
     "write_classification",
+    "write_cub200",
     "write_holidays",
     "write_oxford_original",
     "write_revisited",
+    "write_stanford_dogs",
     "write_ukbench",
 ]
