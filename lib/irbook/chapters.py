@@ -128,7 +128,7 @@ _INCREMENTAL_PROFILES = {
                   experiments="all"),
     "demo": dict(seed=0, device="cpu", data_root=None, synthetic=True, dataset="both",
                  backbone="smallcnn", pretrained=False, image_size=48, embedding_dim=128,
-                 epochs_first=10, epochs_incremental=5, batches_per_epoch=15, lr=1e-3,
+                 epochs_first=20, epochs_incremental=5, batches_per_epoch=15, lr=1e-3,
                  backbone_lr_scale=1.0, margin=0.1, classes_per_batch=8, samples_per_class=4,
                  experiments="all"),
     "full": dict(seed=0, device="auto", data_root=None, synthetic=False, dataset="both",

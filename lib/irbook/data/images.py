@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from os import PathLike
 from pathlib import Path
 
@@ -21,17 +22,32 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 Box = tuple[float, float, float, float]
 
 
+SMALL_IMAGE_PIXELS = 160 * 160
+"""Images up to this size (the synthetic CPU datasets) are kept decoded in memory, so that
+training epochs do not decode the same JPEG again; larger ones are always read from disk."""
+
+
 def load_image(path: str | PathLike[str]) -> Image.Image:
     """Open an image file as an RGB PIL image (missing → DatasetNotFoundError, unreadable →
-    DatasetCorruptError)."""
+    DatasetCorruptError). The caller owns the returned image."""
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(path, "image", "check the dataset folder is complete")
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            small = img.width * img.height <= SMALL_IMAGE_PIXELS
+            if not small:
+                return img.convert("RGB")
     except (UnidentifiedImageError, OSError) as exc:
         raise DatasetCorruptError(path, f"not a readable image ({exc})") from exc
+    return _decode_small(str(path), path.stat().st_mtime_ns).copy()
+
+
+@lru_cache(maxsize=16384)
+def _decode_small(path: str, mtime_ns: int) -> Image.Image:
+    """Decoded small image, cached per (path, modification time)."""
+    with Image.open(path) as img:
+        return img.convert("RGB")
 
 
 def crop_to_box(img: Image.Image, box: Box) -> Image.Image:

@@ -76,6 +76,15 @@ def make_config(params: Mapping[str, Any], chapter: str, **overrides: Any) -> In
     return IncrementalConfig(**values)
 
 
+def group_config(params: Mapping[str, Any], chapter: str, fraction: float) -> IncrementalConfig:
+    """The configuration for stages that see ``fraction`` of the new classes: a fixed number of
+    batches per epoch shrinks in proportion (0, the reference rule, already scales)."""
+    fixed = params["batches_per_epoch"]
+    if not fixed:
+        return make_config(params, chapter)
+    return make_config(params, chapter, batches_per_epoch=max(2, round(fixed * fraction)))
+
+
 def one_step_tasks(split: ClassSplit, old_fraction: float = 0.5,
                    group_size: int | None = None) -> list[np.ndarray]:
     """Old classes = the first ``old_fraction`` of the classes; new ones at once or in groups."""
