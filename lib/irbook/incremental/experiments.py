@@ -77,12 +77,16 @@ def make_config(params: Mapping[str, Any], chapter: str, **overrides: Any) -> In
 
 
 def group_config(params: Mapping[str, Any], chapter: str, fraction: float) -> IncrementalConfig:
-    """The configuration for stages that see ``fraction`` of the new classes: a fixed number of
-    batches per epoch shrinks in proportion (0, the reference rule, already scales)."""
-    fixed = params["batches_per_epoch"]
-    if not fixed:
+    """The configuration for stages that see ``fraction`` of the new classes.
+
+    With a fixed number of batches per epoch, the incremental epochs shrink in proportion, so
+    that each group gets as many updates per image as the one-step run; the first stage (old
+    classes) is unchanged and shared. With 0 (the reference rule) epochs already scale.
+    """
+    if not params["batches_per_epoch"]:
         return make_config(params, chapter)
-    return make_config(params, chapter, batches_per_epoch=max(2, round(fixed * fraction)))
+    epochs = max(1, round(params["epochs_incremental"] * fraction))
+    return make_config(params, chapter, epochs_incremental=epochs)
 
 
 def one_step_tasks(split: ClassSplit, old_fraction: float = 0.5,
