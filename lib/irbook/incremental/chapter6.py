@@ -26,7 +26,7 @@ from ..progress import progress_bar
 from ..viz import BOOK_WIDTH_IN, GalleryRow
 from .evaluation import default_dataset_factory, embed
 from .experiments import MethodSpec, one_step_tasks
-from .methods import METHODS, Correlation, Method
+from .methods import METHODS, Correlation, Method, instantiate
 from .runner import IncrementalConfig, IncrementalResult, run_incremental
 
 INITIAL, REFERENCE = "initial model", "reference"
@@ -103,13 +103,7 @@ def method_class(name: str, metric_loss: str | None = None) -> type[Method]:
 
 def build_method(name: str, metric_loss: str | None = None, **hparams: Any) -> Method:
     """A fresh :class:`Method` ``name`` with ``hparams`` (see :func:`method_class`)."""
-    cls = method_class(name, metric_loss)
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(hparams) - set(allowed))
-    if unknown:
-        raise ValueError(f"method {name!r} has no hyper-parameter {', '.join(unknown)}; "
-                         f"allowed: {', '.join(allowed)}")
-    return cls(**hparams)
+    return instantiate(method_class(name, metric_loss), name, hparams)
 
 
 def method_specs(methods: Mapping[str, str], corr_weight: float) -> dict[str, MethodSpec]:

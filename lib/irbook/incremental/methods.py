@@ -514,7 +514,11 @@ def make_method(name: str, **hparams: Any) -> Method:
     """The method called ``name`` (a key of :data:`METHODS`) with the given hyper-parameters."""
     if name not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {name!r}")
-    cls = METHODS[name]
+    return instantiate(METHODS[name], name, hparams)
+
+
+def instantiate(cls: type[Method], name: str, hparams: dict[str, Any]) -> Method:
+    """``cls(**hparams)``, refusing hyper-parameters that ``cls`` does not take."""
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(hparams) - set(allowed))
     if unknown:
