@@ -249,7 +249,25 @@ class EWCMethod(Method):
         self.ewc = state["ewc"]
 
 
-class ALASSOMethod(Method):
+class _ALASSOTracking:
+    """Keeps ``self.alasso``'s path integral up to date and saves it with the method (shared by
+    the ALASSO method and the first stage, whose path the incremental stages continue)."""
+
+    def end_epoch(self, ctx):
+        self.alasso.accumulate(ctx.model)
+
+    def after_task(self, ctx):
+        self.alasso.accumulate(ctx.model)
+        self.alasso.consolidate(ctx.model)
+
+    def state_dict(self):
+        return {"alasso": self.alasso}
+
+    def load_state_dict(self, state):
+        self.alasso = state["alasso"]
+
+
+class ALASSOMethod(_ALASSOTracking, Method):
     """ALASSO: asymmetric quadratic penalty with SI-like importance, λ = 0.2 (chapter 6).
 
     The path integral needs the training trajectory, so the shared first stage records it
@@ -278,18 +296,6 @@ class ALASSOMethod(Method):
         penalty = self.alasso.penalty(model)
         return penalty, {"alasso": penalty.item()}
 
-    def end_epoch(self, ctx):
-        self.alasso.accumulate(ctx.model)
-
-    def after_task(self, ctx):
-        self.alasso.accumulate(ctx.model)
-        self.alasso.consolidate(ctx.model)
-
-    def state_dict(self):
-        return {"alasso": self.alasso}
-
-    def load_state_dict(self, state):
-        self.alasso = state["alasso"]
 
 
 class FeatureDistillation(Method):
@@ -468,7 +474,7 @@ class TwoModel(Correlation):
         return [_frozen_outputs(teacher, images)[0] for teacher in reversed(ctx.teachers)]
 
 
-class FirstStage(Method):
+class FirstStage(_ALASSOTracking, Method):
     """Training of task 0, shared by all methods: ``λ1 L_triplet + ce_weight · CE``.
 
     Chapter 5 trains the initial model with cross-entropy and triplet loss, chapter 6 with the
@@ -491,18 +497,6 @@ class FirstStage(Method):
         self.alasso.accumulate(model)
         return None, {}
 
-    def end_epoch(self, ctx):
-        self.alasso.accumulate(ctx.model)
-
-    def after_task(self, ctx):
-        self.alasso.accumulate(ctx.model)
-        self.alasso.consolidate(ctx.model)
-
-    def state_dict(self):
-        return {"alasso": self.alasso}
-
-    def load_state_dict(self, state):
-        self.alasso = state["alasso"]
 
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
