@@ -192,11 +192,6 @@ def test_ranked_results_gallery_rows_and_precision():
 def test_plots_return_one_axes_per_panel():
     fig = ch6.plot_grams({"a": np.eye(4), "b": -np.eye(4)}, per_class=2)
     assert len([ax for ax in fig.axes if ax.get_title()]) == 2
-    df = pd.DataFrame(dict(step=[1, 2, 1, 2], value=[1.0, 2.0, 2.0, 1.0], method=list("aabb"),
-                           dataset=["x"] * 4))
-    assert len(ch6.plot_lines(df, "step", "value", "method", panel="dataset").axes) == 1
-    with pytest.raises(ValueError, match="no column missing"):
-        ch6.plot_lines(df, "step", "missing", "method")
 
 
 # --------------------------------------------------------------------------- claims

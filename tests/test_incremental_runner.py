@@ -176,3 +176,77 @@ def test_bad_runs_are_rejected_before_training(tmp_path):
         _config(tmp_path, samples_per_class=1)
     with pytest.raises(ValueError, match="backbone must be one of"):
         _config(tmp_path, backbone="vit")
+
+
+def test_top1_accuracy_over_seen_classes_is_recorded_after_every_task(tmp_path):
+    tasks = [np.array([0, 1]), np.array([2, 3]), np.array([4, 5])]
+    result = run_incremental(_split(), tasks, "finetune", _config(tmp_path), eval_top1=True)
+    top1 = result.matrix("top-1")
+    assert np.isfinite(top1[np.tril_indices(3)]).all() and np.isnan(top1[0, 1])
+    # the classifier cannot predict a task before it has learned it
+    assert "top-1" not in set(result.before.metric) and "R@1" in set(result.before.metric)
+    assert list(result.seen.after_task) == [0, 1, 2]
+    # every task has the same number of test images: "seen" is the mean of the row
+    for step in range(3):
+        expected = np.mean(top1[step, : step + 1])
+        assert result.seen.value[step] == pytest.approx(expected)
+
+
+def test_seen_top1_is_the_share_of_argmax_hits_on_a_hand_made_model(tmp_path):
+    """A classifier that always predicts output 0 is right exactly on class 0's images."""
+    split, config = _split(), _config(tmp_path, epochs_incremental=1)
+    method = make_method("finetune")
+    result = run_incremental(split, TASKS, method, config, eval_top1=True)
+    model = result.model
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+        model.classifier.bias[0] = 1.0
+    run = runner_module._Run(split=split, tasks=TASKS, config=config,
+                             device=torch.device("cpu"),
+                             factory=runner_module.default_dataset_factory, ks=(1,),
+                             index_of=np.arange(6), accuracy={}, before={}, top1=True)
+    rows = {(r["kind"], r["task"], r["metric"]): r["value"] for r in run.evaluate(model, 1)}
+    assert rows[("seen", -1, "top-1")] == pytest.approx(100 / 6)
+    assert rows[("after", 0, "top-1")] == pytest.approx(100 / 4)
+    assert rows[("after", 1, "top-1")] == 0.0
+
+
+def test_tracking_the_old_classes_records_a_curve_without_changing_training(tmp_path):
+    split = _split()
+    plain = run_incremental(split, TASKS, "finetune", _config(tmp_path / "a"))
+    tracked = run_incremental(split, TASKS, "finetune", _config(tmp_path / "b"),
+                              track_every=2)
+    for key, value in plain.model_state.items():
+        torch.testing.assert_close(tracked.model_state[key], value)
+    curve = tracked.training_curve("mAP")
+    # epochs 2 and 3 (every 2nd and the last), after the starting point at epoch 0
+    assert list(curve.epoch) == [0, 2, 3] and set(curve.task) == {1}
+    assert curve.value.iloc[0] == pytest.approx(tracked.matrix("mAP")[0, 0])
+    assert curve.value.iloc[-1] == pytest.approx(tracked.matrix("mAP")[1, 0])
+    with pytest.raises(ValueError, match="track_every > 0"):
+        plain.training_curve("mAP")
+    with pytest.raises(ValueError, match="track_every"):
+        run_incremental(split, TASKS, "finetune", _config(tmp_path / "c"), track_every=-1)
+
+
+def test_chapter_tables_of_tracked_top1_runs(tmp_path):
+    from irbook.incremental import experiments as ex
+
+    split, config = _split(), _config(tmp_path)
+    results = ex.run_methods(split, TASKS, {"ft": ("finetune", {}), "l2": ("l2", {})}, config,
+                             eval_top1=True, track_every=1)
+    seen = ex.seen_accuracy(results)
+    assert list(seen.columns) == ["method", "after_task", "classes_seen", "value"]
+    assert seen.classes_seen.tolist() == [4, 6, 4, 6]
+    during = ex.training_curves(results, "R@1")
+    assert during.groupby("method").epoch.apply(list).tolist() == [[0, 1, 2, 3]] * 2
+    curves = ex.pr_curves(results, split, config)
+    assert set(curves.classes) == {"old", "new"} and len(curves) == 2 * 2 * 21
+    assert curves.precision.between(0, 100).all()
+    # interpolated precision never rises with recall
+    for _, curve in curves.groupby(["method", "classes"]):
+        assert (np.diff(curve.sort_values("recall").precision.to_numpy()) <= 1e-9).all()
+    plain = ex.run_methods(split, TASKS, {"ft": ("finetune", {})}, config)
+    with pytest.raises(ValueError, match="eval_top1"):
+        ex.seen_accuracy(plain)

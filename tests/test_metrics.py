@@ -238,3 +238,33 @@ def test_recall_rejects_k_beyond_ranking() -> None:
         recall_at_k(np.array([[0, 1, 2]]), [0], LABELS, ks=(1, 4))
     with pytest.raises(ValueError, match="query_labels has 2 entries"):
         recall_at_k(np.array([[0, 1, 2]]), [0, 1], LABELS, ks=(1,))
+
+
+# --- precision-recall curves (Figures 5.3a-b) -------------------------------------------------
+
+def test_interpolated_precision_by_hand():
+    from irbook.metrics import interpolated_precision
+
+    # ranks: R N R N with 2 relevant -> precision 1, 1/2, 2/3, 1/2 at recall .5, .5, 1, 1
+    curve = interpolated_precision(np.array([1, 0, 1, 0], bool), 2, np.array([0, 0.5, 0.75, 1]))
+    np.testing.assert_allclose(curve, [1.0, 1.0, 2 / 3, 2 / 3])
+    # one of three relevant items found, at rank 2: recall never passes 1/3
+    curve = interpolated_precision(np.array([0, 1, 0], bool), 3, np.array([0, 0.3, 0.5, 1]))
+    np.testing.assert_allclose(curve, [0.5, 0.5, 0.0, 0.0])
+    with pytest.raises(ValueError, match="n_relevant"):
+        interpolated_precision(np.array([1, 1], bool), 1)
+
+
+def test_mean_precision_recall_averages_queries_and_skips_those_without_relevant_items():
+    from irbook.metrics import mean_precision_recall
+
+    db_labels = np.array([0, 0, 1, 2])
+    rankings = np.array([[1, 2, 3], [2, 3, 1], [0, 1, 3]])
+    query_labels = np.array([0, 0, 1])
+    levels = np.array([0.0, 1.0])
+    curve = mean_precision_recall(rankings, query_labels, db_labels, levels)
+    # q0: its one relevant item at rank 1 -> [1, 1]; q1: at rank 3 -> [1/3, 1/3];
+    # q2 (label 1): the only item of class 1 (index 2) is not in its ranking -> skipped
+    np.testing.assert_allclose(curve, [(1 + 1 / 3) / 2, (1 + 1 / 3) / 2])
+    with pytest.raises(ValueError, match="no query"):
+        mean_precision_recall(rankings[2:], query_labels[2:], db_labels, levels)

@@ -99,3 +99,17 @@ def test_metric_panels_one_axes_per_panel_and_a_shared_legend():
     assert heights == [5.0, 6.0]
     with pytest.raises(ValueError, match="panel='nope' is not a column"):
         plot_metric_panels(df, panel="nope", x="pooling", hue="whitening")
+
+
+def test_plot_lines_draws_one_panel_per_value_and_names_a_missing_column():
+    from irbook.viz import plot_lines
+
+    df = pd.DataFrame(dict(step=[1, 2, 1, 2, 1, 2], value=[1.0, 2.0, 2.0, 1.0, 3.0, 3.0],
+                           method=list("aabbaa"), dataset=["x"] * 4 + ["y"] * 2))
+    fig = plot_lines(df, "step", "value", "method", panel="dataset")
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in titled] == ["x", "y"]
+    drawn = [[line for line in ax.get_lines() if len(line.get_xdata())] for ax in titled]
+    assert [len(lines) for lines in drawn] == [2, 1]
+    with pytest.raises(ValueError, match="'missing' is not a column"):
+        plot_lines(df, "step", "missing", "method")

@@ -142,7 +142,7 @@ CH05 = Chapter(
     key="ch05",
     title="Incremental learning for fine-grained image retrieval",
     notebook="notebooks/ch05_incremental_fgir.ipynb",
-    preflight="irbook.incremental.experiments:preflight",
+    preflight="irbook.incremental.chapter5:preflight",
     spec=ParamSpec(
         params=(
             *_INCREMENTAL,

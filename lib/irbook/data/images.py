@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 from os import PathLike
 from pathlib import Path
+from stat import S_ISREG
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -31,23 +31,30 @@ def load_image(path: str | PathLike[str]) -> Image.Image:
     """Open an image file as an RGB PIL image (missing → DatasetNotFoundError, unreadable →
     DatasetCorruptError). The caller owns the returned image."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except OSError:
+        info = None
+    if info is None or not S_ISREG(info.st_mode):
         raise DatasetNotFoundError(path, "image", "check the dataset folder is complete")
+    mtime_ns = info.st_mtime_ns
+    cached = _SMALL_IMAGES.get(str(path))
+    if cached is not None and cached[0] == mtime_ns:
+        return cached[1].copy()
     try:
         with Image.open(path) as img:
-            small = img.width * img.height <= SMALL_IMAGE_PIXELS
-            if not small:
-                return img.convert("RGB")
+            rgb = img.convert("RGB")
     except (UnidentifiedImageError, OSError) as exc:
         raise DatasetCorruptError(path, f"not a readable image ({exc})") from exc
-    return _decode_small(str(path), path.stat().st_mtime_ns).copy()
+    if rgb.width * rgb.height <= SMALL_IMAGE_PIXELS:
+        if len(_SMALL_IMAGES) >= SMALL_IMAGE_CACHE_SIZE:
+            _SMALL_IMAGES.pop(next(iter(_SMALL_IMAGES)))  # forget the oldest entry
+        _SMALL_IMAGES[str(path)] = (mtime_ns, rgb.copy())
+    return rgb
 
 
-@lru_cache(maxsize=16384)
-def _decode_small(path: str, mtime_ns: int) -> Image.Image:
-    """Decoded small image, cached per (path, modification time)."""
-    with Image.open(path) as img:
-        return img.convert("RGB")
+SMALL_IMAGE_CACHE_SIZE = 16384
+_SMALL_IMAGES: dict[str, tuple[int, Image.Image]] = {}
 
 
 def crop_to_box(img: Image.Image, box: Box) -> Image.Image:

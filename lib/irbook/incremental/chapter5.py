@@ -6,10 +6,15 @@ The method labels are those of the thesis tables, so the run's rows line up with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
+from ..incremental import experiments as ex
 from ..incremental.experiments import MethodSpec, value
+from .runner import IncrementalConfig
 
 
 def one_step_specs(alpha: float = 1.0, beta: float = 1.0) -> dict[str, MethodSpec]:
@@ -45,6 +50,37 @@ def sequential_specs(alpha: float = 1.0, beta: float = 1.0) -> dict[str, MethodS
     """Tables 5.9-5.10: the methods compared when groups of classes arrive one by one."""
     specs = one_step_specs(alpha, beta)
     return {k: specs[k] for k in ("fine-tuning", "LwF", "EWC", "L2 loss", "ours")}
+
+
+def classification_specs(alpha: float = 1.0, beta: float = 1.0) -> dict[str, MethodSpec]:
+    """Table 5.6 (CIFAR-100): the thesis' four methods."""
+    specs = one_step_specs(alpha, beta)
+    return {k: specs[k] for k in ("L2 loss", "EWC", "LwF", "ours")}
+
+
+def classification_config(params: Mapping[str, Any]) -> IncrementalConfig:
+    """Training settings of the CIFAR-100 run: the chapter's, at CIFAR's own 32 x 32 pixels for
+    the small CPU network (torchvision backbones keep the chapter's crop size)."""
+    size = 32 if params["backbone"] == "smallcnn" else params["image_size"]
+    return ex.make_config(params, "ch05", image_size=size)
+
+
+def preflight(params: Mapping[str, Any]) -> None:
+    """The fine-grained checks, and CIFAR-100 when every experiment runs on real data."""
+    from ..data.errors import require
+    from ..data.finegrained import FOLDERS, HOW_TO_GET
+    from ..paths import data_root
+
+    ex.preflight(params)
+    if params["experiments"] == "all" and not params["synthetic"]:
+        root = data_root(False, params["data_root"])
+        require(root / FOLDERS["cifar100"], "cifar100", HOW_TO_GET["cifar100"])
+
+
+def tracking_interval(epochs: int, points: int = 10) -> int:
+    """Epochs between two old-class evaluations during a stage (Fig. 5.3c): about ``points``
+    per stage, at least one epoch apart."""
+    return max(1, epochs // points)
 
 
 def new_class_counts(n_new_total: int, fractions=(0.25, 1.0)) -> list[int]:
@@ -128,6 +164,35 @@ def check_sequential_best(curve: pd.DataFrame) -> Outcome:
     last = curve[curve.after_task == curve.after_task.max()].set_index("method").value
     best = last.idxmax()
     return best == "ours", ", ".join(f"{m} {v:.1f}" for m, v in last.items())
+
+
+def check_classification_best(seen: pd.DataFrame,
+                              rivals=("L2 loss", "EWC", "LwF")) -> Outcome:
+    """Claim (Table 5.6): after the last task ours has the best top-1 accuracy over all seen
+    classes."""
+    last = seen[seen.after_task == seen.after_task.max()].set_index("method").value
+    rivals = [r for r in rivals if r in last.index]
+    return bool(all(last["ours"] > last[r] for r in rivals)), ", ".join(
+        f"{m} {v:.1f}" for m, v in last.items())
+
+
+def pr_area(curves: pd.DataFrame) -> pd.Series:
+    """Area under each interpolated precision-recall curve (percent x fraction of recall), by
+    (method, classes): the trapezoid rule over the recall levels."""
+    def area(rows: pd.DataFrame) -> float:
+        rows = rows.sort_values("recall")
+        return float(np.trapezoid(rows.precision, rows.recall / 100))
+
+    return curves.groupby(["method", "classes"], sort=False)[["recall", "precision"]].apply(area)
+
+
+def check_pr_above(curves: pd.DataFrame, rival: str = "fine-tuning") -> Outcome:
+    """Claim (Figs. 5.3a-b): on the old classes the PR curve of ours encloses more area than
+    fine-tuning's."""
+    areas = pr_area(curves)
+    ours, other = areas[("ours", "old")], areas[(rival, "old")]
+    return bool(ours > other), f"area under the old-class PR curve: ours {ours:.1f}, " \
+        f"{rival} {other:.1f}"
 
 
 def mean_drop_per_step(curve: pd.DataFrame) -> pd.Series:

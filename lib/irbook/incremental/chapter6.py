@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
@@ -294,33 +293,6 @@ def plot_grams(grams: Mapping[str, np.ndarray], per_class: int | None = None,
 
 
 # --------------------------------------------------------------------------- plots
-
-
-def plot_lines(df: pd.DataFrame, x: str, y: str, hue: str, panel: str | None = None,
-               ylabel: str | None = None, title: str | None = None) -> Figure:
-    """One line per ``hue`` value over ``x``, one panel per ``panel`` value (Figs. 6.7, 6.10)."""
-    missing = [c for c in (x, y, hue, panel) if c is not None and c not in df.columns]
-    if missing:
-        raise ValueError(f"df has no column {', '.join(missing)}; columns: {list(df.columns)}")
-    if df.empty:
-        raise ValueError("df must hold at least one row")
-    panels = list(dict.fromkeys(df[panel])) if panel else [None]
-    fig = Figure(figsize=(BOOK_WIDTH_IN, 3.2), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, name in zip(axes, panels, strict=True):
-        part = df if name is None else df[df[panel] == name]
-        sns.lineplot(data=part, x=x, y=y, hue=hue, marker="o", ax=ax,
-                     hue_order=list(dict.fromkeys(df[hue])))
-        ax.set_xticks(sorted(part[x].unique()))
-        ax.set_title("" if name is None else str(name), fontsize="medium")
-        ax.set_ylabel(ylabel or y)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6))
-    if title:
-        fig.suptitle(title)
-    return fig
 
 
 # --------------------------------------------------------------------------- galleries

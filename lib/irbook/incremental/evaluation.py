@@ -18,11 +18,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from irbook.metrics import mean_average_precision, recall_at_k
+from irbook.metrics import (
+    RECALL_LEVELS,
+    mean_average_precision,
+    mean_precision_recall,
+    recall_at_k,
+)
 from irbook.metrics.recall import drop_self
 from irbook.search import rank_all
 
-__all__ = ["DatasetFactory", "embed", "evaluate_classes", "metric_names", "retrieval_metrics"]
+__all__ = ["DatasetFactory", "embed", "embed_with_logits", "evaluate_classes", "metric_names",
+           "precision_recall", "retrieval_metrics", "top1_accuracy"]
 
 # (labelled_set, image_size, train) -> torch Dataset yielding (image tensor, label)
 DatasetFactory = Callable[[Any, int, bool], Dataset]
@@ -40,29 +46,66 @@ def metric_names(ks: Sequence[int]) -> list[str]:
     return [f"R@{k}" for k in ks] + ["mAP"]
 
 
-@torch.no_grad()
 def embed(model: nn.Module, dataset: Dataset, device: str | torch.device = "cpu",
           batch_size: int = 64, num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (N, D) float32 and labels (N,) int64 of a dataset of (image, label) pairs.
 
     The model runs in eval mode on ``device``; its previous train/eval mode is restored.
     """
+    embeddings, labels, _ = _forward_all(model, dataset, device, batch_size, num_workers,
+                                         logits=False)
+    return embeddings, labels
+
+
+def embed_with_logits(model: nn.Module, dataset: Dataset, device: str | torch.device = "cpu",
+                      batch_size: int = 64, num_workers: int = 0
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`embed` plus the classifier's logits (N, C) of an :class:`EmbeddingNet`."""
+    return _forward_all(model, dataset, device, batch_size, num_workers, logits=True)
+
+
+@torch.no_grad()
+def _forward_all(model: nn.Module, dataset: Dataset, device: str | torch.device,
+                 batch_size: int, num_workers: int, logits: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     if batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size}")
     was_training = model.training
     model.eval()
-    embeddings, labels = [], []
+    embeddings, labels, scores = [], [], []
     try:
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                             num_workers=num_workers)
         for images, batch_labels in loader:
-            embeddings.append(model(images.to(device)).float().cpu())
+            images = images.to(device)
+            if logits:
+                emb, out = model.forward_with_logits(images)
+                scores.append(out.float().cpu())
+            else:
+                emb = model(images)
+            embeddings.append(emb.float().cpu())
             labels.append(torch.as_tensor(batch_labels))
     finally:
         model.train(was_training)
     if not embeddings:
         raise ValueError("dataset is empty: nothing to embed")
-    return torch.cat(embeddings).numpy(), torch.cat(labels).numpy().astype(np.int64)
+    return (torch.cat(embeddings).numpy(), torch.cat(labels).numpy().astype(np.int64),
+            torch.cat(scores).numpy() if logits else None)
+
+
+def top1_accuracy(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Top-1 accuracy in percent: share of rows whose largest logit is at ``targets``.
+
+    Used for Table 5.6 (class-incremental classification): the classifier has one output per
+    class seen so far, so the prediction competes over all of them.
+    """
+    logits, targets = np.asarray(logits), np.asarray(targets)
+    if logits.ndim != 2 or len(logits) != len(targets) or len(targets) == 0:
+        raise ValueError(f"need logits (N, C) and N targets with N >= 1; got {logits.shape} "
+                         f"and {targets.shape}")
+    if logits.shape[1] == 0:
+        raise ValueError("the classifier has no outputs: nothing to predict")
+    return 100.0 * float(np.mean(logits.argmax(axis=1) == targets))
 
 
 def retrieval_metrics(embeddings: np.ndarray, labels: np.ndarray,
@@ -84,6 +127,16 @@ def retrieval_metrics(embeddings: np.ndarray, labels: np.ndarray,
     result = {f"R@{k}": 100.0 * value for k, value in recalls.items()}
     result["mAP"] = 100.0 * map_value
     return result
+
+
+def precision_recall(embeddings: np.ndarray, labels: np.ndarray,
+                     levels: np.ndarray = RECALL_LEVELS) -> np.ndarray:
+    """Mean interpolated precision at recall ``levels`` (fractions), with the protocol of
+    :func:`retrieval_metrics` (query = gallery, self-match removed; Figures 5.3a-b)."""
+    labels = np.asarray(labels)
+    rankings = drop_self(rank_all(embeddings, embeddings, metric="ip", backend="torch"),
+                         np.arange(len(labels)))
+    return mean_precision_recall(rankings, labels, labels, levels)
 
 
 def evaluate_classes(model: nn.Module, labelled_test_set: Any, classes: Sequence[int],

@@ -17,7 +17,8 @@ import pandas as pd
 from ..data.errors import require
 from ..data.finegrained import FOLDERS, HOW_TO_GET, ClassSplit, load_finegrained
 from ..data.synth.finegrained import ensure_finegrained
-from ..data.tasks import task_classes
+from ..data.tasks import scaled_schedule, task_classes
+from ..metrics import RECALL_LEVELS
 from ..paths import cache_dir, data_root
 from ..progress import progress_bar
 from .methods import make_method
@@ -89,6 +90,12 @@ def group_config(params: Mapping[str, Any], chapter: str, fraction: float) -> In
     return make_config(params, chapter, epochs_incremental=epochs)
 
 
+def thesis_tasks(split: ClassSplit) -> list[np.ndarray]:
+    """The thesis schedule of ``split`` (old classes, then equal groups), scaled to its size."""
+    schedule = scaled_schedule(split.name, split.n_classes)
+    return task_classes(split.n_classes, schedule["n_old"], schedule["group_size"])
+
+
 def one_step_tasks(split: ClassSplit, old_fraction: float = 0.5,
                    group_size: int | None = None) -> list[np.ndarray]:
     """Old classes = the first ``old_fraction`` of the classes; new ones at once or in groups."""
@@ -97,15 +104,18 @@ def one_step_tasks(split: ClassSplit, old_fraction: float = 0.5,
 
 
 def run_methods(split: ClassSplit, tasks: list[np.ndarray], specs: Mapping[str, MethodSpec],
-                config: IncrementalConfig, desc: str = "methods") -> dict[str, IncrementalResult]:
-    """Run every method of ``specs`` (label → (method name, hyper-parameters)) on ``tasks``.
+                config: IncrementalConfig, desc: str = "methods",
+                **options: Any) -> dict[str, IncrementalResult]:
+    """Run every method of ``specs`` (label → (method name, hyper-parameters)) on ``tasks``;
+    ``options`` go to :func:`run_incremental` (``eval_top1``, ``track_every``, ...).
 
     The first stage (old classes) is trained once and shared through the checkpoint cache.
     """
     results = {}
     for label, (name, hparams) in progress_bar(specs.items(), enabled=config.progress,
                                                desc=desc, total=len(specs)):
-        results[label] = run_incremental(split, tasks, make_method(name, **hparams), config)
+        results[label] = run_incremental(split, tasks, make_method(name, **hparams), config,
+                                         **options)
     return results
 
 
@@ -161,6 +171,53 @@ def forgetting_table(results: Mapping[str, IncrementalResult],
     rows = [dict(method=label, after_task=step, forgetting=float(value))
             for label, result in results.items()
             for step, value in enumerate(result.forgetting_curve(metric)) if step > 0]
+    return pd.DataFrame(rows)
+
+
+def training_curves(results: Mapping[str, IncrementalResult], metric: str = "mAP",
+                    task: int = 1) -> pd.DataFrame:
+    """Original-class ``metric`` during incremental stage ``task``, per method (Fig. 5.3c):
+    rows (method, epoch, value); the runs need ``track_every`` > 0."""
+    frames = []
+    for label, result in results.items():
+        curve = result.training_curve(metric)
+        frames.append(curve[curve.task == task].drop(columns="task").assign(method=label))
+    return pd.concat(frames, ignore_index=True)[["method", "epoch", "value"]]
+
+
+def pr_curves(results: Mapping[str, IncrementalResult], split: ClassSplit,
+              config: IncrementalConfig) -> pd.DataFrame:
+    """Precision-recall curves of each final model on the old and on the new classes (Figs.
+    5.3a-b): rows (method, classes, recall, precision), both in percent."""
+    from ..data.torchsets import LabelledImageDataset
+    from ..device import resolve_device
+    from .evaluation import embed, precision_recall
+
+    rows = []
+    for label, result in results.items():
+        subsets = {"old": result.tasks[0], "new": np.concatenate(result.tasks[1:])}
+        for classes, members in subsets.items():
+            dataset = LabelledImageDataset(split.test.subset(members), config.image_size,
+                                           train=False)
+            emb, labels = embed(result.model, dataset, resolve_device(config.device),
+                                config.eval_batch_size)
+            curve = precision_recall(emb, labels)
+            rows += [dict(method=label, classes=classes, recall=100 * r, precision=100 * p)
+                     for r, p in zip(RECALL_LEVELS, curve, strict=True)]
+    return pd.DataFrame(rows)
+
+
+def seen_accuracy(results: Mapping[str, IncrementalResult]) -> pd.DataFrame:
+    """Top-1 accuracy (%) over all classes seen so far after every task, per method (Table
+    5.6): rows (method, after_task, classes_seen, value); the runs need ``eval_top1``."""
+    rows = []
+    for label, result in results.items():
+        if result.seen.empty:
+            raise ValueError(f"{label!r} was run without eval_top1: no seen-class accuracy")
+        sizes = np.cumsum([len(t) for t in result.tasks])
+        rows += [dict(method=label, after_task=int(r.after_task),
+                      classes_seen=int(sizes[int(r.after_task)]), value=float(r.value))
+                 for r in result.seen.itertuples()]
     return pd.DataFrame(rows)
 
 

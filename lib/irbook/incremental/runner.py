@@ -38,8 +38,10 @@ from irbook.incremental.evaluation import (
     DatasetFactory,
     default_dataset_factory,
     embed,
+    embed_with_logits,
     metric_names,
     retrieval_metrics,
+    top1_accuracy,
 )
 from irbook.incremental.methods import FirstStage, Method, TaskContext, make_method
 from irbook.metrics.continual import (
@@ -146,7 +148,10 @@ class IncrementalResult:
     stage; ``before``: (task, metric, value), each task evaluated by the model just before it
     was trained on it (the "feature extraction" rows of Tables 5.2-5.3 for task 1);
     ``old_new``: (subset, metric, value) of the final model on task 0 ("old") and on the union
-    of later tasks ("new"). Metrics are in percent; times in seconds of training per task.
+    of later tasks ("new"); ``seen``: (after_task, metric, value), with ``eval_top1`` the top-1
+    accuracy over the test images of every class seen so far (Table 5.6). Metrics are in
+    percent; times in seconds of training per task. With ``track_every``, the ``histories`` of
+    the incremental stages hold ``"old <metric>"`` entries (see :meth:`training_curve`).
     """
 
     method: str
@@ -160,6 +165,7 @@ class IncrementalResult:
     first_stage_cached: bool
     model: EmbeddingNet
     model_state: dict[str, torch.Tensor] = field(repr=False)
+    seen: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def matrix(self, metric: str = "R@1") -> np.ndarray:
         """(T, T) matrix ``[after_task, task]`` of ``metric``, NaN above the diagonal."""
@@ -191,6 +197,21 @@ class IncrementalResult:
 
     def average_incremental_accuracy(self, metric: str = "R@1") -> float:
         return average_incremental_accuracy(self.matrix(metric))
+
+    def training_curve(self, metric: str = "mAP") -> pd.DataFrame:
+        """Task-0 ``metric`` during every incremental stage (Fig. 5.3c): rows (task, epoch,
+        value); epoch 0 is the model the stage started from. Needs ``track_every`` > 0."""
+        key = f"old {metric}"
+        rows = []
+        for task in range(1, len(self.tasks)):
+            tracked = [(r["epoch"], r[key]) for r in self.histories[task] if key in r]
+            if not tracked:
+                continue
+            rows.append({"task": task, "epoch": 0, "value": self.matrix(metric)[task - 1, 0]})
+            rows += [{"task": task, "epoch": e, "value": v} for e, v in tracked]
+        if not rows:
+            raise ValueError(f"no {key!r} was tracked: run with track_every > 0")
+        return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -285,6 +306,8 @@ class _Run:
     index_of: np.ndarray
     accuracy: dict[str, np.ndarray]
     before: dict[str, np.ndarray]
+    top1: bool = False
+    track_every: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def loader(self, classes: np.ndarray,
@@ -310,15 +333,32 @@ class _Run:
                            before=self.before, make_loader=make_loader,
                            first_stage_state=first_stage_state)
 
+    def embed_test(self, model: nn.Module, classes: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Embeddings, labels and (with ``top1``) logits of the test images of ``classes``."""
+        dataset = self.factory(self.split.test.subset(classes), self.config.image_size, False)
+        args = (model, dataset, self.device, self.config.eval_batch_size,
+                self.config.num_workers)
+        return embed_with_logits(*args) if self.top1 else (*embed(*args), None)
+
+    def track(self, model: nn.Module) -> dict[str, float]:
+        """Task-0 retrieval metrics in the middle of a stage, as ``"old <metric>"``.
+
+        The global random state is restored afterwards, so tracking does not change training.
+        """
+        with torch.random.fork_rng(devices=[]):
+            embeddings, labels = embed(model, self.factory(
+                self.split.test.subset(self.tasks[0]), self.config.image_size, False),
+                self.device, self.config.eval_batch_size, self.config.num_workers)
+        return {f"old {name}": value
+                for name, value in retrieval_metrics(embeddings, labels, self.ks).items()}
+
     def evaluate(self, model: nn.Module, stage: int) -> list[dict[str, Any]]:
-        """Rows for tasks 0..stage (after), task stage+1 (before) and, at the end, old/new."""
+        """Rows for tasks 0..stage (after), task stage+1 (before) and, at the end, old/new;
+        with ``top1`` also the top-1 accuracy of each trained group and of all seen classes."""
         last = len(self.tasks) - 1
         upto = min(stage + 1, last)
-        classes = np.concatenate(self.tasks[: upto + 1])
-        subset = self.split.test.subset(classes)
-        embeddings, labels = embed(model, self.factory(subset, self.config.image_size, False),
-                                   self.device, self.config.eval_batch_size,
-                                   self.config.num_workers)
+        embeddings, labels, logits = self.embed_test(model, np.concatenate(self.tasks[: upto + 1]))
         groups: list[tuple[str, int, np.ndarray]] = [("after", j, self.tasks[j])
                                                      for j in range(stage + 1)]
         if stage < last:
@@ -332,10 +372,15 @@ class _Run:
             mask = np.isin(labels, group)
             if mask.sum() < 2:
                 raise ValueError(f"task {task} has {int(mask.sum())} test images; need >= 2")
-            for metric, value in retrieval_metrics(embeddings[mask], labels[mask],
-                                                   self.ks).items():
-                rows.append({"kind": kind, "after_task": stage, "task": task,
-                             "metric": metric, "value": value})
+            values = retrieval_metrics(embeddings[mask], labels[mask], self.ks)
+            if logits is not None and kind != "before":
+                values["top-1"] = top1_accuracy(logits[mask], self.index_of[labels[mask]])
+            rows += [{"kind": kind, "after_task": stage, "task": task, "metric": metric,
+                      "value": value} for metric, value in values.items()]
+        if logits is not None:
+            mask = np.isin(labels, np.concatenate(self.tasks[: stage + 1]))
+            rows.append({"kind": "seen", "after_task": stage, "task": -1, "metric": "top-1",
+                         "value": top1_accuracy(logits[mask], self.index_of[labels[mask]])})
         return rows
 
     def record(self, rows: list[dict[str, Any]]) -> None:
@@ -391,6 +436,8 @@ def _train_stage(run: _Run, model: EmbeddingNet, method: Method, ctx: TaskContex
         means = {key: sums[key] / counts[key] for key in sums}
         sums.clear()
         counts.clear()
+        if ctx.task > 0 and run.track_every and (epoch % run.track_every == 0 or epoch == epochs):
+            means.update(run.track(model))
         return means
 
     hooks = time.perf_counter() - started
@@ -450,13 +497,17 @@ def _first_stage(run: _Run, key: dict[str, Any]) -> tuple[EmbeddingNet, dict, fl
 
 def run_incremental(split: Any, tasks: Sequence[np.ndarray], method: Method | str,
                     config: IncrementalConfig, eval_ks: Sequence[int] = (1, 2, 4),
-                    dataset_factory: DatasetFactory | None = None) -> IncrementalResult:
+                    dataset_factory: DatasetFactory | None = None, eval_top1: bool = False,
+                    track_every: int = 0) -> IncrementalResult:
     """Run the incremental protocol of ``method`` on ``split`` (a ClassSplit) over ``tasks``.
 
     ``tasks[0]`` holds the old classes, each later array a group of new classes (see
     :func:`irbook.data.tasks.task_classes`). After every stage each seen task is evaluated on
-    its test images (Recall@``eval_ks`` and mAP, percent). ``dataset_factory(labelled_set,
-    image_size, train)`` builds the torch datasets (default: LabelledImageDataset).
+    its test images (Recall@``eval_ks`` and mAP, percent; with ``eval_top1`` also the
+    classifier's top-1 accuracy over all classes seen so far). With ``track_every`` = n > 0,
+    task 0 is also evaluated every n epochs of each incremental stage (and after its last
+    epoch), without changing the training. ``dataset_factory(labelled_set, image_size,
+    train)`` builds the torch datasets (default: LabelledImageDataset).
 
     A :class:`Method` object keeps the state of one run (EWC's Fisher, ALASSO's importance,
     the bounds of ``corr_fe``) and can be inspected afterwards; it cannot be run twice.
@@ -467,6 +518,8 @@ def run_incremental(split: Any, tasks: Sequence[np.ndarray], method: Method | st
     if getattr(method, "_has_run", False):
         raise ValueError("this Method object has already run; make a new one with make_method")
     tasks = _check_tasks(split, tasks)
+    if isinstance(track_every, bool) or not isinstance(track_every, int) or track_every < 0:
+        raise ValueError(f"track_every must be an integer >= 0; got {track_every!r}")
     if method.needs_trained_classifier and config.first_stage_ce_weight == 0 and len(tasks) > 1:
         raise ValueError(f"method {method.name!r} distils old-class logits, so task 0 must "
                          "train the classifier: set first_stage_ce_weight > 0")
@@ -476,10 +529,11 @@ def run_incremental(split: Any, tasks: Sequence[np.ndarray], method: Method | st
     index_of = np.full(split.n_classes, -1, dtype=np.int64)
     index_of[np.concatenate(tasks)] = np.arange(sum(len(t) for t in tasks))
     size = len(tasks)
+    names = metric_names(ks) + (["top-1"] if eval_top1 else [])
     run = _Run(split=split, tasks=tasks, config=config, device=device, factory=factory, ks=ks,
-               index_of=index_of,
-               accuracy={m: np.full((size, size), np.nan) for m in metric_names(ks)},
-               before={m: np.full(size, np.nan) for m in metric_names(ks)})
+               index_of=index_of, accuracy={m: np.full((size, size), np.nan) for m in names},
+               before={m: np.full(size, np.nan) for m in names}, top1=bool(eval_top1),
+               track_every=track_every)
 
     training = {k: v for k, v in dataclasses.asdict(config).items()
                 if k not in ("epochs_incremental", "eval_batch_size", "num_workers",
@@ -495,7 +549,8 @@ def run_incremental(split: Any, tasks: Sequence[np.ndarray], method: Method | st
     train_seconds, histories = [seconds], [history]
 
     run_key = {"first": first_key, "tasks": [t.tolist() for t in tasks], "method": method.name,
-               "hparams": method.hparams, "epochs": config.epochs_incremental, "ks": list(ks)}
+               "hparams": method.hparams, "epochs": config.epochs_incremental, "ks": list(ks),
+               "top1": bool(eval_top1), "track_every": track_every}
     folder = (Path(config.checkpoint_dir) / method.name / _digest(run_key)
               if config.checkpoint_dir else None)
     stages = progress_bar(range(1, size), enabled=config.progress, desc=method.name,
@@ -535,12 +590,13 @@ def run_incremental(split: Any, tasks: Sequence[np.ndarray], method: Method | st
     before = frame[frame.kind == "before"][["task", "metric", "value"]].reset_index(drop=True)
     old_new = (frame[frame.kind.isin(["old", "new"])].rename(columns={"kind": "subset"})
                [["subset", "metric", "value"]].reset_index(drop=True))
+    seen = frame[frame.kind == "seen"][["after_task", "metric", "value"]].reset_index(drop=True)
     model.eval()
     return IncrementalResult(
         method=method.name, hparams=method.hparams, tasks=tasks, accuracy=after, before=before,
         old_new=old_new, train_seconds=train_seconds, histories=histories,
         first_stage_cached=cached, model=model,
-        model_state={k: v.detach().cpu() for k, v in model.state_dict().items()})
+        model_state={k: v.detach().cpu() for k, v in model.state_dict().items()}, seen=seen)
 
 
 def _with_state(template: EmbeddingNet, state: dict[str, torch.Tensor]) -> EmbeddingNet:

@@ -15,11 +15,13 @@ from .continual import (
     harmonic_mean,
     old_new_summary,
 )
+from .pr import RECALL_LEVELS, interpolated_precision, mean_precision_recall
 from .recall import drop_self, precision_at_k, rankings_excluding_self, recall_at_k
 from .revisited import SETUPS, revisited_map, revisited_precision_at_k, setup_ground_truth
 from .ukbench import ns_score
 
 __all__ = [
+    "RECALL_LEVELS",
     "RULES",
     "SETUPS",
     "ap_code_faithful",
@@ -30,7 +32,9 @@ __all__ = [
     "drop_self",
     "forgetting_curve",
     "harmonic_mean",
+    "interpolated_precision",
     "mean_average_precision",
+    "mean_precision_recall",
     "ns_score",
     "old_new_summary",
     "precision_at_k",

@@ -1,7 +1,7 @@
 """The book's plots: one theme, retrieval galleries, bar charts of results."""
 
 from .gallery import GalleryRow, plot_galleries, plot_gallery
-from .plots import plot_map_bars, plot_metric_panels, plot_scatter_panels
+from .plots import plot_lines, plot_map_bars, plot_metric_panels, plot_scatter_panels
 from .theme import BOOK_WIDTH_IN, LABEL_COLOURS, QUERY_COLOUR, set_theme
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "GalleryRow",
     "plot_galleries",
     "plot_gallery",
+    "plot_lines",
     "plot_map_bars",
     "plot_metric_panels",
     "plot_scatter_panels",

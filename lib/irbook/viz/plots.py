@@ -121,3 +121,36 @@ def plot_scatter_panels(df: pd.DataFrame, panel: str, x: str, y: str, hue: str,
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_lines(df: pd.DataFrame, x: str, y: str, hue: str, panel: str | None = None,
+               ylabel: str | None = None, title: str | None = None,
+               xlabel: str | None = None) -> Figure:
+    """One line per ``hue`` value over ``x``, one panel per ``panel`` value, side by side
+    (forgetting curves, accuracy after every task, precision-recall curves).
+
+    Markers and one tick per ``x`` value are drawn when there are at most 12 ``x`` values.
+    """
+    _check_columns(df, [("x", x), ("y", y), ("hue", hue), ("panel", panel)])
+    if df.empty:
+        raise ValueError("df must hold at least one row")
+    panels = list(dict.fromkeys(df[panel])) if panel else [None]
+    few = df[x].nunique() <= 12
+    fig = Figure(figsize=(BOOK_WIDTH_IN, 3.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, name in zip(axes, panels, strict=True):
+        part = df if name is None else df[df[panel] == name]
+        sns.lineplot(data=part, x=x, y=y, hue=hue, marker="o" if few else None, ax=ax,
+                     hue_order=list(dict.fromkeys(df[hue])))
+        if few:
+            ax.set_xticks(sorted(part[x].unique()))
+        ax.set_title("" if name is None else str(name), fontsize="medium")
+        ax.set_ylabel((ylabel or y) if ax is axes[0] else "")
+        ax.set_xlabel(xlabel or x)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6))
+    if title:
+        fig.suptitle(title)
+    return fig
