@@ -85,7 +85,7 @@ def test_pr_area_is_the_trapezoid_under_precision_over_recall():
 
 
 def test_tracking_interval_gives_about_ten_points_per_stage():
-    assert [ch5.tracking_interval(e) for e in (1, 5, 10, 800)] == [1, 1, 1, 80]
+    assert [ex.tracking_interval(e) for e in (1, 5, 10, 800)] == [1, 1, 1, 80]
 
 
 def test_classification_runs_at_cifar_size_for_the_small_network():

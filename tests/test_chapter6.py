@@ -31,20 +31,23 @@ NAN = float("nan")
 # --------------------------------------------------------------------------- methods
 
 
-def test_method_class_variant_changes_only_the_metric_loss_and_the_name():
-    pair = ch6.method_class("finetune", "pair")
-    assert issubclass(pair, Finetune) and pair.metric_loss == "pair"
-    assert pair.name == "finetune_pair" and Finetune.metric_loss == "triplet"
-    assert ch6.method_class("finetune", "pair") is pair
-    assert ch6.method_class("finetune") is Finetune
-    assert ch6.method_class("corr", "pair") is Correlation  # already the pair loss
+def test_build_method_replaces_only_the_metric_loss_and_records_it():
+    pair = ch6.build_method("finetune", "pair")
+    assert isinstance(pair, Finetune) and pair.metric_loss == "pair"
+    assert pair.name == "finetune" and Finetune.metric_loss == "triplet"
+    assert pair.hparams["metric_loss"] == "pair"
+    own = ch6.build_method("finetune")
+    assert own.metric_loss == "triplet" and "metric_loss" not in own.hparams
+    corr = ch6.build_method("corr", "pair")  # already the pair loss: nothing to record
+    assert isinstance(corr, Correlation) and "metric_loss" not in corr.hparams
+    assert ch6.build_method("corr", "triplet").hparams["metric_loss"] == "triplet"
 
 
-def test_method_class_refuses_unknown_names_and_losses():
+def test_build_method_refuses_unknown_names_losses_and_hyper_parameters():
     with pytest.raises(ValueError, match="method must be one of .*corr_boost"):
-        ch6.method_class("sgd")
+        ch6.build_method("sgd")
     with pytest.raises(ValueError, match="metric_loss must be one of"):
-        ch6.method_class("finetune", "contrastive")
+        ch6.build_method("finetune", "contrastive")
     with pytest.raises(ValueError, match="no hyper-parameter weight"):
         ch6.build_method("corr", weight=3.0)
 
@@ -80,7 +83,7 @@ def test_boosted_correlation_weighs_the_kept_model_like_eq_6_11_in_total():
 
 def test_ablation_cases_name_existing_methods():
     for name in ch6.ABLATION_CASES.values():
-        ch6.method_class(name)
+        ch6.build_method(name)
     assert ch6.ABLATION_CASES["(c) with feature estimation"] == CorrelationFE.name
 
 
@@ -257,3 +260,23 @@ def test_estimation_claim_reads_the_four_cases():
     assert holds and "(c) 1.0, (a) 9.0" in detail
     rows[5]["value"] = 65.0  # (c) new below (b) new
     assert not ch6.check_estimation_not_weight(pd.DataFrame(rows))[0]
+
+
+def test_forgetting_ratio_is_the_lost_share_of_the_starting_accuracy():
+    curve = pd.DataFrame(dict(method=["ours"] * 3 + ["L2 loss"] * 3, after_task=[0, 1, 2] * 2,
+                              value=[80.0, 60.0, 40.0, 50.0, 50.0, 25.0]))
+    ratio = ch6.forgetting_ratio(curve)
+    assert ratio.value.tolist() == pytest.approx([0.0, 25.0, 50.0, 0.0, 0.0, 50.0])
+    assert set(ch6.LONG_RUN_METHODS) == {"L2 loss", "MMD loss", "ours"}
+
+
+def test_long_run_config_shares_the_first_stage_and_scales_the_stage_epochs():
+    from irbook.chapters import CH06
+    from irbook.incremental import experiments as ex
+
+    params = CH06.resolve("demo")
+    base = ex.make_config(params, "ch06", first_stage_ce_weight=1.0)
+    long = ex.group_config(params, "ch06", 1 / 10, first_stage_ce_weight=1.0)
+    assert long.epochs_incremental == 1 and long.epochs_first == base.epochs_first
+    assert long.first_stage_ce_weight == 1.0 and long.checkpoint_dir == base.checkpoint_dir
+    assert ex.group_config(params, "ch06", 1 / 2).epochs_incremental == 2  # round(2.5)

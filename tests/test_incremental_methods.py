@@ -155,3 +155,15 @@ def test_make_method_validates_names_and_hyper_parameters():
     method = make_method("kd_mmd", beta=0.1)
     assert method.hparams["beta"] == 0.1 and method.hparams["alpha"] == 1.0
     assert "kd_mmd" in repr(method)
+
+
+def test_metric_loss_replaces_the_plasticity_loss_of_any_method():
+    model, ctx, batch = _setup(task=1)
+    method = make_method("finetune", metric_loss="pair")
+    total, parts = method.loss(model, batch, ctx)
+    embeddings, _ = model.forward_with_logits(batch[0])
+    expected = losses.reference_pair_loss(embeddings, batch[1], margin=ctx.margin)
+    assert set(parts) == {"pair"} and total.item() == pytest.approx(expected.item())
+    assert method.hparams["metric_loss"] == "pair" and "metric_loss='pair'" in repr(method)
+    with pytest.raises(ValueError, match="metric_loss must be one of triplet, pair"):
+        make_method("finetune", metric_loss="arcface")

@@ -167,8 +167,15 @@ CH06 = Chapter(
                   low=2, high=50),
             Param("corr_weight", float, "weight of the correlation distillation (Eq. 6.3)",
                   low=0.0, high=1000.0),
+            Param("n_tasks_long", int, "tasks of the long run of Fig. 6.10 (the thesis uses "
+                  "10); 0 skips it", low=0, high=100),
+            Param("multi_task_datasets", str, "datasets of the n_tasks runs (Figs. 6.7-6.8): "
+                  "the first of dataset, or all of them", choices=("first", "all")),
         ),
-        profiles={name: {**values, "n_tasks": 4, "corr_weight": 10.0}
+        profiles={name: {**values, "n_tasks": 4,
+                         "corr_weight": 100.0 if name == "demo" else 10.0,
+                         "n_tasks_long": 4 if name == "smoke" else 10,
+                         "multi_task_datasets": "first" if name == "demo" else "all"}
                   for name, values in _INCREMENTAL_PROFILES.items()},
     ),
 )

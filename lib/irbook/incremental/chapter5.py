@@ -77,12 +77,6 @@ def preflight(params: Mapping[str, Any]) -> None:
         require(root / FOLDERS["cifar100"], "cifar100", HOW_TO_GET["cifar100"])
 
 
-def tracking_interval(epochs: int, points: int = 10) -> int:
-    """Epochs between two old-class evaluations during a stage (Fig. 5.3c): about ``points``
-    per stage, at least one epoch apart."""
-    return max(1, epochs // points)
-
-
 def new_class_counts(n_new_total: int, fractions=(0.25, 1.0)) -> list[int]:
     """How many new classes each run of Tables 5.4-5.5 adds (at least one)."""
     return sorted({max(1, round(n_new_total * f)) for f in fractions})

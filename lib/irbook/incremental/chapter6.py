@@ -40,9 +40,11 @@ MULTI_TASK_METHODS = {"fine-tuning": "finetune", "EWC": "ewc", "L2 loss": "l2",
                       "MMD loss": "kd_mmd", OURS_NO_EST: "corr", OURS: "corr_fe"}
 """Curves of Figs. 6.7-6.8 and 6.10 (ALASSO, NCE_EWC and joint training left out)."""
 
+LONG_RUN_METHODS = {"L2 loss": "l2", "MMD loss": "kd_mmd", OURS: "corr_fe"}
+"""Fig. 6.10: the activation regularisers over the long (10-task) sequence."""
+
 PARAMETER_REGULARISERS = ("EWC", "ALASSO", "NCE_EWC")
 FEATURE_REGULARISERS = ("L2 loss", "MMD loss", OURS)
-METRIC_LOSSES = ("triplet", "pair")
 
 ABLATION_CASES = {
     "(a) previous model only": "corr",
@@ -72,60 +74,41 @@ class BoostedCorrelation(Correlation):
 
 
 CHAPTER6_METHODS: dict[str, type[Method]] = {BoostedCorrelation.name: BoostedCorrelation}
-_VARIANTS: dict[tuple[str, str], type[Method]] = {}
-
-
-def method_class(name: str, metric_loss: str | None = None) -> type[Method]:
-    """The class of method ``name`` (a key of :data:`METHODS` or ``corr_boost``).
-
-    ``metric_loss`` (``triplet`` or ``pair``) replaces the method's plasticity loss; ``None``
-    keeps its own. A replaced loss gives a subclass named ``<name>_<loss>``, so its checkpoints
-    never mix with those of the original method.
-    """
-    registry = {**METHODS, **CHAPTER6_METHODS}
-    if name not in registry:
-        raise ValueError(f"method must be one of {', '.join(registry)}; got {name!r}")
-    if metric_loss is not None and metric_loss not in METRIC_LOSSES:
-        raise ValueError(f"metric_loss must be one of {METRIC_LOSSES} or None; got "
-                         f"{metric_loss!r}")
-    base = registry[name]
-    if metric_loss is None or base.metric_loss == metric_loss:
-        return base
-    key = (name, metric_loss)
-    if key not in _VARIANTS:
-        _VARIANTS[key] = type(f"{base.__name__}_{metric_loss}", (base,),
-                              {"name": f"{name}_{metric_loss}", "metric_loss": metric_loss,
-                               "__doc__": f"{base.__name__} trained with the {metric_loss} "
-                                          "loss."})
-    return _VARIANTS[key]
 
 
 def build_method(name: str, metric_loss: str | None = None, **hparams: Any) -> Method:
-    """A fresh :class:`Method` ``name`` with ``hparams`` (see :func:`method_class`)."""
-    return instantiate(method_class(name, metric_loss), name, hparams)
+    """A fresh method ``name`` (a key of :data:`METHODS` or ``corr_boost``) with ``hparams``;
+    ``metric_loss`` (``triplet`` or ``pair``) replaces its plasticity loss, None keeps its own."""
+    registry = {**METHODS, **CHAPTER6_METHODS}
+    if name not in registry:
+        raise ValueError(f"method must be one of {', '.join(registry)}; got {name!r}")
+    return instantiate(registry[name], name, {**hparams, "metric_loss": metric_loss})
 
 
 def method_specs(methods: Mapping[str, str], corr_weight: float) -> dict[str, MethodSpec]:
     """``label -> (method, hyper-parameters)``: the methods' defaults (the thesis' tuned
     weights), with ``corr_weight`` (λ2 of Eq. 6.3) for the methods that have it."""
     specs = {}
+    registry = {**METHODS, **CHAPTER6_METHODS}
     for label, name in methods.items():
-        cls = method_class(name)
-        takes = "corr_weight" in inspect.signature(cls.__init__).parameters
+        if name not in registry:
+            raise ValueError(f"method must be one of {', '.join(registry)}; got {name!r}")
+        takes = "corr_weight" in inspect.signature(registry[name].__init__).parameters
         specs[label] = (name, {"corr_weight": float(corr_weight)} if takes else {})
     return specs
 
 
 def run_specs(split: ClassSplit, tasks: list[np.ndarray], specs: Mapping[str, MethodSpec],
               config: IncrementalConfig, metric_loss: str | None = None,
-              desc: str = "methods") -> dict[str, IncrementalResult]:
+              desc: str = "methods", **options: Any) -> dict[str, IncrementalResult]:
     """:func:`irbook.incremental.experiments.run_methods` for chapter-6 methods, every one
-    trained with ``metric_loss`` (None: each method's own)."""
+    trained with ``metric_loss`` (None: each method's own); ``options`` go to
+    :func:`run_incremental` (e.g. ``track_every``)."""
     results = {}
     for label, (name, hparams) in progress_bar(specs.items(), enabled=config.progress,
                                                desc=desc, total=len(specs)):
         method = build_method(name, metric_loss, **hparams)
-        results[label] = run_incremental(split, tasks, method, config)
+        results[label] = run_incremental(split, tasks, method, config, **options)
     return results
 
 
@@ -168,6 +151,15 @@ def final_task_table(results: Mapping[str, IncrementalResult],
             for label, result in results.items()
             for j, v in enumerate(result.matrix(metric)[-1])]
     return pd.DataFrame(rows)
+
+
+def forgetting_ratio(curve: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 6.10b: the share (%) of the original classes' starting accuracy lost after each
+    task, ``100 (a_0 - a_t) / a_0``, from :func:`first_task_curve` rows (the thesis does not
+    define its "forgetting ratio"; this is the book's reading)."""
+    start = curve[curve.after_task == 0].set_index("method").value
+    ratio = 100 * (curve.method.map(start) - curve.value) / curve.method.map(start)
+    return curve.assign(value=ratio)
 
 
 def newest_task_curve(results: Mapping[str, IncrementalResult],

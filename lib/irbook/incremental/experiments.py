@@ -77,23 +77,31 @@ def make_config(params: Mapping[str, Any], chapter: str, **overrides: Any) -> In
     return IncrementalConfig(**values)
 
 
-def group_config(params: Mapping[str, Any], chapter: str, fraction: float) -> IncrementalConfig:
+def group_config(params: Mapping[str, Any], chapter: str, fraction: float,
+                 **overrides: Any) -> IncrementalConfig:
     """The configuration for stages that see ``fraction`` of the new classes.
 
     With a fixed number of batches per epoch, the incremental epochs shrink in proportion, so
     that each group gets as many updates per image as the one-step run; the first stage (old
     classes) is unchanged and shared. With 0 (the reference rule) epochs already scale.
+    ``overrides`` are further :func:`make_config` settings.
     """
-    if not params["batches_per_epoch"]:
-        return make_config(params, chapter)
-    epochs = max(1, round(params["epochs_incremental"] * fraction))
-    return make_config(params, chapter, epochs_incremental=epochs)
+    if params["batches_per_epoch"]:
+        epochs = max(1, round(params["epochs_incremental"] * fraction))
+        overrides = {"epochs_incremental": epochs, **overrides}
+    return make_config(params, chapter, **overrides)
 
 
 def thesis_tasks(split: ClassSplit) -> list[np.ndarray]:
     """The thesis schedule of ``split`` (old classes, then equal groups), scaled to its size."""
     schedule = scaled_schedule(split.name, split.n_classes)
     return task_classes(split.n_classes, schedule["n_old"], schedule["group_size"])
+
+
+def tracking_interval(epochs: int, points: int = 10) -> int:
+    """Epochs between two old-class evaluations during a stage (Figs. 5.3c, 6.6a): about ``points``
+    per stage, at least one epoch apart."""
+    return max(1, epochs // points)
 
 
 def one_step_tasks(split: ClassSplit, old_fraction: float = 0.5,

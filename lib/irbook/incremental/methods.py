@@ -28,7 +28,10 @@ from torch import Tensor, nn
 
 from irbook import losses
 
-__all__ = ["METHODS", "Method", "TaskContext", "make_method"]
+__all__ = ["METHODS", "METRIC_LOSSES", "Method", "TaskContext", "make_method"]
+
+METRIC_LOSSES = ("triplet", "pair")
+"""The plasticity losses: batch-hard triplet (Eq. 5.2) and the reference code's pair loss."""
 
 Parts = dict[str, float]
 
@@ -83,7 +86,9 @@ class Method:
 
     ``metric_weight`` is λ1 on the metric loss (:attr:`metric_loss`: the batch-hard triplet
     loss of Eq. 5.2, or the reference code's pair loss); ``ce_weight`` weighs the cross-entropy
-    over the current task's outputs (Eq. 5.1).
+    over the current task's outputs (Eq. 5.1). Every method also takes ``metric_loss`` (one of
+    :data:`METRIC_LOSSES`) through :func:`make_method`, which replaces its own; a replaced loss
+    appears in :attr:`hparams`, so its checkpoints never mix with the method's own.
     """
 
     name: ClassVar[str] = ""
@@ -100,9 +105,13 @@ class Method:
 
     @property
     def hparams(self) -> dict[str, Any]:
-        """The constructor arguments, with their current values."""
+        """The constructor arguments, with their current values (and ``metric_loss`` when it
+        is not the method's own)."""
         names = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in names if name != "self"}
+        params = {name: getattr(self, name) for name in names if name != "self"}
+        if self.metric_loss != type(self).metric_loss:
+            params["metric_loss"] = self.metric_loss
+        return params
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
@@ -512,10 +521,19 @@ def make_method(name: str, **hparams: Any) -> Method:
 
 
 def instantiate(cls: type[Method], name: str, hparams: dict[str, Any]) -> Method:
-    """``cls(**hparams)``, refusing hyper-parameters that ``cls`` does not take."""
+    """``cls(**hparams)``, refusing hyper-parameters that ``cls`` does not take; a
+    ``metric_loss`` entry (None: the method's own) replaces the method's metric loss."""
+    hparams = dict(hparams)
+    metric_loss = hparams.pop("metric_loss", None)
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(hparams) - set(allowed))
     if unknown:
         raise ValueError(f"method {name!r} has no hyper-parameter {', '.join(unknown)}; "
-                         f"allowed: {', '.join(allowed)}")
-    return cls(**hparams)
+                         f"allowed: {', '.join([*allowed, 'metric_loss'])}")
+    if metric_loss is not None and metric_loss not in METRIC_LOSSES:
+        raise ValueError(f"metric_loss must be one of {', '.join(METRIC_LOSSES)} or None; got "
+                         f"{metric_loss!r}")
+    method = cls(**hparams)
+    if metric_loss is not None:
+        method.metric_loss = metric_loss
+    return method
