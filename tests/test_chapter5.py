@@ -57,12 +57,19 @@ def test_beta_tradeoff_reads_the_grid_labels():
 
 def test_sequential_and_more_classes_claims():
     curve = pd.DataFrame(dict(method=["ours", "ours", "L2 loss", "L2 loss"],
-                              after_task=[0, 1, 0, 1], value=[80.0, 70.0, 80.0, 60.0]))
+                              after_task=[0, 1, 0, 1], value=[80.0, 70.0, 80.0, 60.0],
+                              dataset="cub200"))
     assert ch5.check_sequential_best(curve)[0]
     np.testing.assert_allclose(ch5.mean_drop_per_step(curve), [10.0, 20.0])
-    counts = pd.DataFrame(dict(method=["fine-tuning"] * 2, new_classes=[25, 100],
-                               old_r1=[70.0, 54.0]))
+    dogs = curve.assign(dataset="dogs", value=[80.0, 50.0, 80.0, 60.0])
+    holds, detail = ch5.check_sequential_best(pd.concat([curve, dogs]))
+    assert not holds and detail.startswith("cub200: ours 70.0") and "dogs: ours 50.0" in detail
+    counts = pd.DataFrame(dict(method=["fine-tuning"] * 4, new_classes=[25, 100, 5, 60],
+                               old_r1=[70.0, 54.0, 80.0, 70.0],
+                               dataset=["cub200", "cub200", "dogs", "dogs"]))
     assert ch5.check_more_classes_more_forgetting(counts)[0]
+    counts.loc[3, "old_r1"] = 85.0
+    assert not ch5.check_more_classes_more_forgetting(counts)[0]
 
 
 def test_classification_claim_compares_the_last_task_only():
@@ -102,6 +109,23 @@ def test_preflight_names_the_missing_cifar_folder(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="cifar-100-python"):
         ch5.preflight(params)
     ch5.preflight({**params, "experiments": "main"})  # CIFAR-100 is not needed then
+
+
+def test_thesis_pivot_reads_a_table_and_filters_rows():
+    grid = ex.thesis_pivot("5.8", index=["alpha", "beta"], columns="classes", method="ours")
+    assert grid.loc[(1.0, 1.0), "old"] == pytest.approx(74.41)
+    assert grid.loc[(0.1, 10.0), "new"] == pytest.approx(49.50)
+    curve = ex.thesis_pivot("5.9", index="method", columns="step", classes="old",
+                            class_range="1-100")
+    assert curve.loc["fine-tuning", 4] == pytest.approx(35.68)
+    with pytest.raises(ValueError, match="'colour' is not a column"):
+        ex.thesis_pivot("5.9", index="method", columns="step", colour="red")
+
+
+def test_experiment_datasets_is_the_first_or_all():
+    params = {"dataset": "both", "experiment_datasets": "first"}
+    assert ex.experiment_datasets(params) == ["cub200"]
+    assert ex.experiment_datasets({**params, "experiment_datasets": "all"}) == ["cub200", "dogs"]
 
 
 def test_thesis_tasks_scale_the_five_cifar_tasks():

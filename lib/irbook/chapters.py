@@ -119,23 +119,26 @@ _INCREMENTAL = (
     Param("samples_per_class", int, "K of the class-balanced P×K sampler", low=2, high=64),
     Param("experiments", str, "main: the one-step tables only; all: every table and figure",
           choices=("all", "main")),
+    Param("experiment_datasets", str, "datasets of the experiments after the one-step tables "
+          "(Tables 5.4-5.5, 5.9-5.10; Figs. 6.7-6.8): the first of dataset, or all",
+          choices=("first", "all")),
 )
 _INCREMENTAL_PROFILES = {
     "smoke": dict(seed=0, device="cpu", data_root=None, synthetic=True, dataset="both",
                   backbone="smallcnn", pretrained=False, image_size=32, embedding_dim=32,
                   epochs_first=2, epochs_incremental=1, batches_per_epoch=3, lr=1e-3,
                   backbone_lr_scale=1.0, margin=0.1, classes_per_batch=4, samples_per_class=3,
-                  experiments="all"),
+                  experiments="all", experiment_datasets="all"),
     "demo": dict(seed=0, device="cpu", data_root=None, synthetic=True, dataset="both",
                  backbone="smallcnn", pretrained=False, image_size=48, embedding_dim=128,
                  epochs_first=20, epochs_incremental=5, batches_per_epoch=15, lr=1e-3,
                  backbone_lr_scale=1.0, margin=0.1, classes_per_batch=8, samples_per_class=4,
-                 experiments="all"),
+                 experiments="all", experiment_datasets="first"),
     "full": dict(seed=0, device="auto", data_root=None, synthetic=False, dataset="both",
                  backbone="googlenet", pretrained=True, image_size=224, embedding_dim=512,
                  epochs_first=1500, epochs_incremental=800, batches_per_epoch=0, lr=1e-5,
                  backbone_lr_scale=0.1, margin=0.1, classes_per_batch=16, samples_per_class=5,
-                 experiments="all"),
+                 experiments="all", experiment_datasets="all"),
 }
 
 CH05 = Chapter(
@@ -169,13 +172,10 @@ CH06 = Chapter(
                   low=0.0, high=1000.0),
             Param("n_tasks_long", int, "tasks of the long run of Fig. 6.10 (the thesis uses "
                   "10); 0 skips it", low=0, high=100),
-            Param("multi_task_datasets", str, "datasets of the n_tasks runs (Figs. 6.7-6.8): "
-                  "the first of dataset, or all of them", choices=("first", "all")),
         ),
         profiles={name: {**values, "n_tasks": 4,
                          "corr_weight": 100.0 if name == "demo" else 10.0,
-                         "n_tasks_long": 4 if name == "smoke" else 10,
-                         "multi_task_datasets": "first" if name == "demo" else "all"}
+                         "n_tasks_long": 4 if name == "smoke" else 10}
                   for name, values in _INCREMENTAL_PROFILES.items()},
     ),
 )

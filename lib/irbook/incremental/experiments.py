@@ -248,6 +248,28 @@ def thesis_old_new(table: str, dataset: str, methods: Mapping[str, str],
     return keep.pivot_table(index="method", columns="classes", values="value", sort=False)
 
 
+def thesis_pivot(table: str, index: str | list[str], columns: str | list[str],
+                 metric: str = "R@1", **where: Any) -> pd.DataFrame:
+    """Thesis table ``table`` (long CSV) as a wide frame of ``metric``: rows ``index``, columns
+    ``columns``, keeping the rows whose columns equal the ``where`` values."""
+    from ..thesis_tables import load_thesis_table
+
+    thesis = load_thesis_table(table)
+    keep = thesis["metric"] == metric
+    for column, wanted in where.items():
+        if column not in thesis.columns:
+            raise ValueError(f"{column!r} is not a column of Table {table}; columns: "
+                             f"{list(thesis.columns)}")
+        keep &= thesis[column] == wanted
+    return thesis[keep].pivot_table(index=index, columns=columns, values="value", sort=False)
+
+
+def experiment_datasets(params: Mapping[str, Any]) -> list[str]:
+    """The datasets of the experiments after the one-step tables: the first one or all."""
+    names = datasets_of(params["dataset"])
+    return names if params["experiment_datasets"] == "all" else names[:1]
+
+
 def dataset_key(name: str) -> str:
     """How the thesis tables name a dataset (lower case)."""
     return {"cub200": "cub", "dogs": "dog"}.get(name, name)
