@@ -113,3 +113,16 @@ def test_plot_lines_draws_one_panel_per_value_and_names_a_missing_column():
     assert [len(lines) for lines in drawn] == [2, 1]
     with pytest.raises(ValueError, match="'missing' is not a column"):
         plot_lines(df, "step", "missing", "method")
+
+
+def test_label_palette_fixes_the_thesis_method_and_keeps_other_colours_distinct():
+    from irbook.viz import FIXED_COLOURS, label_palette
+
+    labels = ["fine-tuning", "ours", "reference", "EWC", "initial model"]
+    palette = label_palette(labels)
+    assert list(palette) == labels
+    assert palette["ours"] == FIXED_COLOURS["ours"]
+    assert palette["reference"] == FIXED_COLOURS["reference"]
+    assert len(set(palette.values())) == len(labels)
+    many = label_palette([f"m{i}" for i in range(12)])
+    assert len(set(many.values())) == 12  # more labels than the palette has colours

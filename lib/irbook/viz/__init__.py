@@ -2,13 +2,22 @@
 
 from .gallery import GalleryRow, plot_galleries, plot_gallery
 from .plots import plot_lines, plot_map_bars, plot_metric_panels, plot_scatter_panels
-from .theme import BOOK_WIDTH_IN, LABEL_COLOURS, QUERY_COLOUR, set_theme
+from .theme import (
+    BOOK_WIDTH_IN,
+    FIXED_COLOURS,
+    LABEL_COLOURS,
+    QUERY_COLOUR,
+    label_palette,
+    set_theme,
+)
 
 __all__ = [
     "BOOK_WIDTH_IN",
+    "FIXED_COLOURS",
     "LABEL_COLOURS",
     "QUERY_COLOUR",
     "GalleryRow",
+    "label_palette",
     "plot_galleries",
     "plot_gallery",
     "plot_lines",

@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .theme import BOOK_WIDTH_IN
+from .theme import BOOK_WIDTH_IN, label_palette
 
 
 def _check_columns(df: pd.DataFrame, columns: Iterable[tuple[str, str | None]]) -> None:
@@ -74,9 +74,13 @@ def plot_metric_panels(
     fig = Figure(figsize=(BOOK_WIDTH_IN, 2.3 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     order = list(dict.fromkeys(df[x]))
+    hue_order = list(dict.fromkeys(df[hue])) if hue is not None else None
+    palette = label_palette([str(h) for h in hue_order]) if hue is not None else None
+    if palette is not None:
+        palette = {h: palette[str(h)] for h in hue_order}
     for ax, name in zip(axes, panels, strict=False):
         sns.barplot(data=df[df[panel] == name], x=x, y=y, hue=hue, order=order, ax=ax,
-                    errorbar=None)
+                    errorbar=None, palette=palette, hue_order=hue_order)
         ax.set_title(str(name), fontsize="medium")
         ax.set_xlabel("")
         ax.set_ylabel("")
@@ -136,12 +140,15 @@ def plot_lines(df: pd.DataFrame, x: str, y: str, hue: str, panel: str | None = N
         raise ValueError("df must hold at least one row")
     panels = list(dict.fromkeys(df[panel])) if panel else [None]
     few = df[x].nunique() <= 12
+    hue_order = [str(v) for v in dict.fromkeys(df[hue])]
+    df = df.assign(**{hue: df[hue].astype(str)})
+    palette = label_palette(hue_order)
     fig = Figure(figsize=(BOOK_WIDTH_IN, 3.2), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, name in zip(axes, panels, strict=True):
         part = df if name is None else df[df[panel] == name]
         sns.lineplot(data=part, x=x, y=y, hue=hue, marker="o" if few else None, ax=ax,
-                     hue_order=list(dict.fromkeys(df[hue])))
+                     hue_order=hue_order, palette=palette)
         if few:
             ax.set_xticks(sorted(part[x].unique()))
         ax.set_title("" if name is None else str(name), fontsize="medium")
