@@ -67,10 +67,18 @@ def nce_batch_loss(embeddings: Tensor, labels: Tensor, num_negatives: int = 9,
     if too_few.any():
         raise ValueError(f"num_negatives = {num_negatives} but some anchors have only "
                          f"{int(negative[anchors].sum(dim=1).min())} negatives in the batch")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0; got {temperature}")
+    similarity = embeddings @ embeddings.T
     with torch.no_grad():
-        similarity = embeddings @ embeddings.T
-        hardest_pos = similarity.masked_fill(~positive, float("inf"))[anchors].argmin(dim=1)
-        hard_negs = similarity.masked_fill(~negative, float("-inf"))[anchors].topk(
+        scores = similarity.detach()
+        hardest_pos = scores.masked_fill(~positive, float("inf"))[anchors].argmin(dim=1)
+        hard_negs = scores.masked_fill(~negative, float("-inf"))[anchors].topk(
             num_negatives, dim=1).indices
-    return nce_loss(embeddings[anchors], embeddings[hardest_pos], embeddings[hard_negs],
-                    temperature)
+    # The scores of nce_loss, read from the similarity matrix: every row picks distinct
+    # columns, so the backward pass has no colliding index updates and is deterministic on
+    # multi-threaded CPUs (gathering embeddings[hard_negs] would scatter-add duplicates).
+    chosen = torch.cat([hardest_pos[:, None], hard_negs], dim=1)
+    logits = similarity[anchors].gather(1, chosen) / temperature
+    target = torch.zeros(len(anchors), dtype=torch.long, device=embeddings.device)
+    return F.cross_entropy(logits, target)
