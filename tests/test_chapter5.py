@@ -131,3 +131,16 @@ def test_experiment_datasets_is_the_first_or_all():
 def test_thesis_tasks_scale_the_five_cifar_tasks():
     split = type("Split", (), {"name": "cifar100", "n_classes": 40})()
     assert [len(t) for t in ex.thesis_tasks(split)] == [8, 8, 8, 8, 8]
+
+
+def test_split_counts_follow_the_layout_of_table_5_1():
+    from irbook.data.finegrained import ClassSplit, LabelledSet
+
+    train = LabelledSet(np.zeros((7, 2, 2, 3), np.uint8), np.array([0, 0, 1, 2, 2, 2, 3]))
+    test = LabelledSet(np.zeros((4, 2, 2, 3), np.uint8), np.array([0, 1, 2, 3]))
+    split = ClassSplit("tiny", list("abcd"), train, test, "thesis")
+    counts = ex.split_counts(split, [np.array([0, 1]), np.array([2]), np.array([3])])
+    table = counts.set_index(["split", "classes"])
+    assert table.loc[("train", "old"), "images"] == 3 and table.loc[("train", "new"), "images"] == 4
+    assert table.loc[("test", "all"), "images"] == 4
+    assert table.loc[("test", "new"), "n_classes"] == 2

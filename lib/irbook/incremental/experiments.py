@@ -111,6 +111,18 @@ def one_step_tasks(split: ClassSplit, old_fraction: float = 0.5,
     return task_classes(split.n_classes, n_old, group_size)
 
 
+def split_counts(split: ClassSplit, tasks: list[np.ndarray]) -> pd.DataFrame:
+    """Images and classes per part (train/test) and class group (old = task 0, new = the rest,
+    all), laid out like Table 5.1."""
+    groups = {"old": tasks[0], "new": np.concatenate(tasks[1:]) if len(tasks) > 1 else
+              np.array([], dtype=np.int64), "all": np.concatenate(tasks)}
+    rows = [dict(split=part, classes=name, images=int(np.isin(labelled.labels, members).sum()),
+                 n_classes=len(members))
+            for part, labelled in (("train", split.train), ("test", split.test))
+            for name, members in groups.items()]
+    return pd.DataFrame(rows)
+
+
 def run_methods(split: ClassSplit, tasks: list[np.ndarray], specs: Mapping[str, MethodSpec],
                 config: IncrementalConfig, desc: str = "methods",
                 **options: Any) -> dict[str, IncrementalResult]:
