@@ -166,7 +166,7 @@ CH06 = Chapter(
     spec=ParamSpec(
         params=(
             *_INCREMENTAL,
-            Param("n_tasks", int, "tasks of the multi-step run (the thesis uses 4 and 10)",
+            Param("n_tasks", int, "tasks of the multi-step run (the thesis: 4; see n_tasks_long)",
                   low=2, high=50),
             Param("corr_weight", float, "weight of the correlation distillation (Eq. 6.3)",
                   low=0.0, high=1000.0),
