@@ -10,10 +10,10 @@ STAMP    = $(VENV)/.irbook-installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[cpu,dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)  ## create .venv (if missing) and install irbook with its book and dev tools
+install: $(STAMP)  ## create .venv (if missing) and install irbook with faiss-cpu, book and dev tools
 
 book: install  ## execute every chapter with PROFILE (default demo) and build _build/html
 	$(BIN)/irbook book --profile $(PROFILE)
@@ -24,10 +24,10 @@ lint: install
 unit: install
 	$(BIN)/pytest
 
-golden: install  ## regenerate the nbval golden notebooks after an intended change of results
+golden: install  ## regenerate the golden notebooks after an intended change of results
 	$(BIN)/python tests/golden/make_golden.py
 
-test: lint unit  ## ruff, unit tests, notebook smoke runs and the nbval regression net
+test: lint unit  ## ruff, unit tests, notebook smoke runs and the golden-notebook regression net
 
 clean:
 	rm -rf _build runs

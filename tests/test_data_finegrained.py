@@ -22,6 +22,7 @@ from irbook.data.finegrained import (
     load_stanford_dogs,
     within_class_split,
 )
+from irbook.data.images import check_images
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -211,6 +212,58 @@ def test_cub_corrupt_files_name_the_path(tmp_path):
     (tmp_path / "c" / "CUB_200_2011" / "images" / _cub_rel(3)).unlink()
     with pytest.raises(DatasetCorruptError, match="missing from disk"):
         load_cub200(tmp_path / "c")
+
+
+def test_truncated_images_txt_is_blamed_not_the_labels(tmp_path):
+    folder = write_cub_fixture(tmp_path)
+    kept = [f"{i} {_cub_rel(i)}\n" for i in range(1, 9)]  # ids 9..12 cut off
+    (folder / "images.txt").write_text("".join(kept))
+    with pytest.raises(DatasetCorruptError) as err:
+        load_cub200(tmp_path)
+    assert err.value.path == folder / "images.txt"
+    # image_class_labels.txt lists ids 12, 11, ...: 12 is its first id images.txt lacks
+    assert "image id 12 of image_class_labels.txt is not listed" in str(err.value)
+    assert "4 ids missing" in str(err.value)
+    with pytest.raises(DatasetCorruptError) as err:
+        load_cub200(tmp_path, split="official")
+    assert err.value.path == folder / "images.txt"
+
+
+def test_table_lacking_an_image_id_is_blamed(tmp_path):
+    folder = write_cub_fixture(tmp_path)
+    split = folder / "train_test_split.txt"
+    split.write_text("".join(line + "\n" for line in split.read_text().splitlines()
+                             if not line.startswith("7 ")))
+    with pytest.raises(DatasetCorruptError) as err:
+        load_cub200(tmp_path, split="official")
+    assert err.value.path == split
+    assert "image id 7 of images.txt has no entry" in str(err.value)
+
+
+def test_check_images_finds_undecodable_files(tmp_path):
+    paths = [tmp_path / f"{k}.jpg" for k in range(10)]
+    for k, path in enumerate(paths):
+        Image.fromarray(np.full((40, 60, 3), 20 * k, np.uint8)).save(path, "JPEG")
+    assert check_images(paths, "CUB-200-2011") == 10
+    whole = paths[3].read_bytes()
+    paths[3].write_bytes(whole[: len(whole) // 2])  # a truncated download
+    with pytest.raises(DatasetCorruptError) as err:
+        check_images(paths, "CUB-200-2011")
+    assert err.value.path == paths[3]
+    message = str(err.value)
+    assert "truncated" in message.lower() and "re-download and re-extract CUB-200-2011" in message
+    assert "for synthetic data delete the dataset's folder" in message
+    # sample=4 of paths[4:] checks positions 0, 1, 3, 5 (floor(k 5 / 3)): paths 4, 5, 7, 9
+    assert check_images(paths[4:], "CUB-200-2011", sample=4) == 4
+    paths[6].write_text("<html>404 Not Found</html>")  # a text file named .jpg
+    assert check_images(paths[4:], "CUB-200-2011", sample=4) == 4
+    # sample=5 checks positions 0, 1, 2, 3, 5: paths 4, 5, 6, ...
+    with pytest.raises(DatasetCorruptError, match=r"6\.jpg' is damaged: this CUB-200-2011 "
+                                                  "image does not decode"):
+        check_images(paths[4:], "CUB-200-2011", sample=5)
+    paths[9].unlink()
+    with pytest.raises(DatasetNotFoundError, match="9.jpg"):
+        check_images(paths[9:], "CUB-200-2011")
 
 
 def test_bad_split_and_name_are_refused(tmp_path):

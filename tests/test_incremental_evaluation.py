@@ -6,8 +6,20 @@ import torch
 from torch import nn
 
 from irbook.data.finegrained import LabelledSet
-from irbook.incremental import embed, evaluate_classes, metric_names, retrieval_metrics
+from irbook.incremental import (
+    embed,
+    evaluate_classes,
+    metric_names,
+    per_query_metrics,
+    per_query_precision_recall,
+    precision_recall,
+    retrieval_metrics,
+)
+from irbook.incremental import evaluation as evaluation_module
+from irbook.metrics import mean_average_precision, mean_precision_recall, recall_at_k
+from irbook.metrics.recall import drop_self
 from irbook.models import l2n
+from irbook.search import knn, rank_all
 
 
 def test_recall_and_map_by_hand():
@@ -18,6 +30,10 @@ def test_recall_and_map_by_hand():
     result = retrieval_metrics(embeddings, labels, ks=(1, 2))
     assert list(result) == metric_names((1, 2)) == ["R@1", "R@2", "mAP"]
     assert result == pytest.approx({"R@1": 50.0, "R@2": 100.0, "mAP": 75.0})
+    values = per_query_metrics(embeddings, labels, ks=(1, 2))
+    assert values["R@1"].tolist() == [100.0, 0.0, 0.0, 100.0]
+    assert values["R@2"].tolist() == [100.0] * 4
+    assert values["mAP"].tolist() == pytest.approx([100.0, 50.0, 50.0, 100.0])
 
 
 def test_a_query_alone_in_its_class_counts_as_a_miss_but_not_in_map():
@@ -25,6 +41,68 @@ def test_a_query_alone_in_its_class_counts_as_a_miss_but_not_in_map():
     result = retrieval_metrics(embeddings, np.array([0, 0, 1]), ks=(1,))
     assert result["R@1"] == pytest.approx(200 / 3)
     assert result["mAP"] == pytest.approx(100.0)
+    values = per_query_metrics(embeddings, np.array([0, 0, 1]), ks=(1,))
+    assert values["R@1"].tolist() == [100.0, 100.0, 0.0]
+    assert values["mAP"][:2].tolist() == [100.0, 100.0] and np.isnan(values["mAP"][2])
+    with pytest.raises(ValueError, match="ks must be integers from 1 to 2"):
+        per_query_metrics(embeddings, np.array([0, 0, 1]), ks=(3,))
+
+
+def _random_case(n=60, dim=5, seed=0):
+    rng = np.random.default_rng(seed)
+    embeddings = rng.normal(size=(n, dim)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = rng.integers(0, 8, size=n)
+    labels[0] = 99  # a query alone in its class
+    return embeddings, labels
+
+
+def test_per_query_values_average_to_the_full_ranking_implementation():
+    embeddings, labels = _random_case()
+    ks = (1, 2, 4, 8)
+    # the implementation before per-query values: one full ranking for every metric
+    rankings = drop_self(rank_all(embeddings, embeddings, metric="ip", backend="torch"),
+                         np.arange(len(labels)))
+    recalls = recall_at_k(rankings, labels, labels, ks)
+    indices = np.arange(len(labels))
+    gnd = [{"ok": indices[(labels == c) & (indices != q)]} for q, c in enumerate(labels)]
+    map_value, aps = mean_average_precision(rankings, gnd, rule="rectangle")
+    values = per_query_metrics(embeddings, labels, ks)
+    summary = retrieval_metrics(embeddings, labels, ks)
+    for k in ks:
+        assert summary[f"R@{k}"] == pytest.approx(100 * recalls[k])
+        assert np.mean(values[f"R@{k}"]) == pytest.approx(100 * recalls[k])
+    np.testing.assert_allclose(values["mAP"], 100 * aps)
+    assert summary["mAP"] == pytest.approx(100 * map_value)
+    assert 0 < summary["R@1"] < summary["R@8"] < 100  # the case is neither trivial nor hopeless
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_the_query_is_dropped_wherever_ties_put_it(monkeypatch, backend):
+    """Identical embeddings: every score ties, so a query's own index may come anywhere or
+    not at all in its top k + 1; with every label distinct, any kept self-match is a hit."""
+    monkeypatch.setattr(evaluation_module, "knn", lambda *args, **kwargs: knn(
+        *args, **{**kwargs, "backend": backend}))
+    embeddings = np.ones((6, 3), dtype=np.float32) / np.sqrt(3)
+    values = per_query_metrics(embeddings, np.arange(6), ks=(1, 2, 4))
+    for k in (1, 2, 4):
+        assert values[f"R@{k}"].tolist() == [0.0] * 6
+    assert np.isnan(values["mAP"]).all()
+
+
+def test_per_query_precision_recall_rows_average_to_the_mean_curve():
+    embeddings, labels = _random_case()
+    levels = np.linspace(0, 1, 11)
+    curves = per_query_precision_recall(embeddings, labels, levels)
+    assert curves.shape == (60, 11) and np.isnan(curves[0]).all()
+    assert np.isfinite(curves[1:]).all()
+    rankings = drop_self(rank_all(embeddings, embeddings, metric="ip", backend="torch"),
+                         np.arange(len(labels)))
+    expected = mean_precision_recall(rankings, labels, labels, levels)
+    np.testing.assert_allclose(precision_recall(embeddings, labels, levels), expected)
+    np.testing.assert_allclose(np.nanmean(curves, axis=0), expected)
+    with pytest.raises(ValueError, match="no query has a relevant item"):
+        precision_recall(embeddings[:3], np.arange(3), levels)
 
 
 class MeanColour(nn.Module):

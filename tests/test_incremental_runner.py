@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from irbook.data.finegrained import ClassSplit, LabelledSet
-from irbook.incremental import IncrementalConfig, make_method, run_incremental
+from irbook.incremental import METHODS, IncrementalConfig, make_method, run_incremental
 from irbook.incremental import runner as runner_module
 from irbook.incremental.methods import FirstStage
 from irbook.models import SmallCNN
@@ -111,7 +111,8 @@ def test_resuming_an_interrupted_stage_gives_the_uninterrupted_result(tmp_path, 
         _interrupt_after(patch, type(straight_method), calls=3)  # 1 batch per epoch: epoch 3
         with pytest.raises(KeyboardInterrupt):
             run_incremental(split, TASKS, name, _config(tmp_path / "b"))
-    assert list((tmp_path / "b").glob(f"{name}/*/task1.partial.pt"))
+    (partial,) = (tmp_path / "b").glob(f"{name}/*/task1.partial.pt")
+    assert torch.load(partial, weights_only=True)["epoch"] == 2  # plain data, method state too
     resumed_method = make_method(name)
     resumed = run_incremental(split, TASKS, resumed_method, _config(tmp_path / "b"))
     for key, value in straight.model_state.items():
@@ -241,8 +242,9 @@ def test_chapter_tables_of_tracked_top1_runs(tmp_path):
     assert seen.classes_seen.tolist() == [4, 6, 4, 6]
     during = ex.training_curves(results, "R@1")
     assert during.groupby("method").epoch.apply(list).tolist() == [[0, 1, 2, 3]] * 2
-    curves = ex.pr_curves(results, split, config)
+    curves, areas = ex.pr_curves(results, split, config)
     assert set(curves.classes) == {"old", "new"} and len(curves) == 2 * 2 * 21
+    assert areas[("ft", "old")].shape == (12,) and areas[("ft", "new")].shape == (6,)
     assert curves.precision.between(0, 100).all()
     # interpolated precision never rises with recall
     for _, curve in curves.groupby(["method", "classes"]):
@@ -250,3 +252,136 @@ def test_chapter_tables_of_tracked_top1_runs(tmp_path):
     plain = ex.run_methods(split, TASKS, {"ft": ("finetune", {})}, config)
     with pytest.raises(ValueError, match="eval_top1"):
         ex.seen_accuracy(plain)
+
+
+# --------------------------------------------------------------------------- per-query values
+
+THREE_TASKS = [np.array([0, 1]), np.array([2, 3]), np.array([4, 5])]
+
+
+def test_per_query_values_average_to_every_recorded_value(tmp_path):
+    split = _split()
+    result = run_incremental(split, THREE_TASKS, "finetune", _config(tmp_path), eval_top1=True)
+    for metric in ("R@1", "R@2", "mAP", "top-1"):
+        matrix = result.matrix(metric)
+        for i, j in zip(*np.tril_indices(3), strict=True):
+            values = result.query_values(metric, after_task=int(i), task=int(j))
+            assert values.shape == (6,)  # 2 classes x 3 test images, in test-set order
+            assert np.mean(values) == pytest.approx(matrix[i, j])
+    before = result.before_vector("R@1")
+    for task in (1, 2):
+        values = result.query_values("R@1", task=task, before=True)
+        assert set(np.unique(values)) <= {0.0, 100.0}
+        assert np.mean(values) == pytest.approx(before[task])
+    old_new = result.old_new.set_index(["subset", "metric"]).value
+    for subset, size in (("old", 6), ("new", 12)):
+        values = result.query_values("mAP", subset=subset)
+        assert values.shape == (size,) and np.mean(values) == pytest.approx(old_new[subset, "mAP"])
+    np.testing.assert_array_equal(result.query_values("R@1", subset="old"),
+                                  result.query_values("R@1", after_task=2, task=0))
+
+
+def test_per_query_values_are_checked_and_query_sets_pair_methods(tmp_path):
+    split, config = _split(), _config(tmp_path)
+    first = run_incremental(split, THREE_TASKS, "finetune", config)
+    other = run_incremental(split, THREE_TASKS, "l2", config)
+    for task in range(3):
+        assert first.query_set(task=task) == other.query_set(task=task)
+    assert len({first.query_set(task=t) for t in range(3)} | {first.query_set(subset="new")}) == 4
+    assert first.query_set(subset="old") == first.query_set(task=0)
+    assert first.query_set(task=0).startswith("tiny/thesis/")
+    changed = ClassSplit("tiny", split.class_names, split.train,
+                         LabelledSet(split.test.items[::-1].copy(), split.test.labels), "thesis")
+    assert run_incremental(changed, THREE_TASKS[:1], "finetune", config).query_set(task=0) != \
+        first.query_set(task=0)
+    with pytest.raises(ValueError, match="after_task and task"):
+        first.query_values("R@1", task=1)
+    with pytest.raises(ValueError, match="either subset"):
+        first.query_values("R@1", task=1, subset="old")
+    with pytest.raises(ValueError, match="subset must be 'old' or 'new'"):
+        first.query_values("R@1", subset="all")
+    with pytest.raises(ValueError, match="no per-query values"):
+        first.query_values("R@1", after_task=0, task=1)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        first.query_values("top-1", after_task=1, task=1)
+    with pytest.raises(ValueError, match="exactly one of task and subset"):
+        first.query_set()
+
+
+def test_accuracy_change_is_the_reading_of_corr_fe(tmp_path):
+    method = make_method("corr_fe")
+    result = run_incremental(_split(), THREE_TASKS, method, _config(tmp_path, epochs_incremental=1),
+                             eval_ks=(1,))
+    assert method.bounds == [pytest.approx(result.accuracy_change(1, "mAP"))]
+    acc, before = result.matrix("mAP"), result.before_vector("mAP")
+    assert result.accuracy_change(2) == pytest.approx(
+        ((np.mean(acc[2, :2]) - np.mean(acc[1, :2])) / np.mean(acc[1, :2]),
+         (acc[2, 2] - before[2]) / before[2]))
+    # a rerun reads every stage from disk and gives the bounds back with the method state
+    cached_method = make_method("corr_fe")
+    run_incremental(_split(), THREE_TASKS, cached_method, _config(tmp_path, epochs_incremental=1),
+                    eval_ks=(1,))
+    assert cached_method.bounds == method.bounds
+
+
+def test_every_method_writes_plain_checkpoints_that_give_back_the_same_values(tmp_path):
+    split, config = _split(), _config(tmp_path, epochs_incremental=1)
+    for name in sorted(METHODS):
+        fresh = run_incremental(split, THREE_TASKS, name, config, eval_ks=(1,))
+        stages = sorted((tmp_path / name).glob("*/task*.pt"))
+        assert [p.name for p in stages] == ["task1.pt", "task2.pt"], name
+        for path in stages:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            assert {"model", "method_state", "rows", "seconds", "history"} <= set(state)
+        cached = run_incremental(split, THREE_TASKS, name, config, eval_ks=(1,))
+        assert cached.accuracy.equals(fresh.accuracy), name
+        np.testing.assert_array_equal(cached.query_values("mAP", subset="new"),
+                                      fresh.query_values("mAP", subset="new"))
+    (first,) = (tmp_path / "first_stage").glob("*.pt")
+    assert "alasso" in torch.load(first, weights_only=True)["method_state"]
+
+
+def test_a_corrupted_stage_file_is_moved_aside_and_the_stage_retrained(tmp_path):
+    split, config = _split(), _config(tmp_path)
+    straight = run_incremental(split, TASKS, "ewc", config)
+    (stage,) = (tmp_path / "ewc").glob("*/task1.pt")
+    (first,) = (tmp_path / "first_stage").glob("*.pt")
+    for path in (stage, first):
+        path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="could not be read") as caught:
+        again = run_incremental(split, TASKS, "ewc", config)
+    assert len(caught) == 2 and not again.first_stage_cached
+    assert stage.with_name("task1.pt.unreadable").is_file() and stage.is_file()
+    assert first.with_name(first.name + ".unreadable").is_file() and first.is_file()
+    for key, value in straight.model_state.items():
+        assert np.array_equal(value.numpy(), again.model_state[key].numpy()), key
+    assert again.accuracy.equals(straight.accuracy)
+
+
+def _with_train(split, items, labels):
+    return ClassSplit(split.name, split.class_names, LabelledSet(items, labels), split.test,
+                      split.split)
+
+
+def test_the_first_stage_cache_follows_the_images_and_labels(tmp_path):
+    split, config, tasks = _split(), _config(tmp_path), [np.array([0, 1, 2, 3])]
+    assert not run_incremental(split, tasks, "finetune", config).first_stage_cached
+    assert run_incremental(_split(), tasks, "finetune", config).first_stage_cached  # same data
+    images = split.train.items.copy()
+    images[0, 0, 0] = 255 - images[0, 0, 0]
+    labels = split.train.labels.copy()
+    labels[[0, 4]] = labels[[4, 0]]  # two training images of classes 0 and 1 swap labels
+    for changed in (_with_train(split, images, split.train.labels),
+                    _with_train(split, split.train.items, labels)):
+        assert not run_incremental(changed, tasks, "finetune", config).first_stage_cached
+    assert len(list((tmp_path / "first_stage").glob("*.pt"))) == 3
+    assert run_incremental(split, tasks, "finetune", config).first_stage_cached
+
+
+def test_kd_mmd_without_distillation_runs_on_a_first_stage_without_cross_entropy(tmp_path):
+    config = _config(tmp_path, first_stage_ce_weight=0.0, epochs_incremental=1)
+    with pytest.raises(ValueError, match="first_stage_ce_weight > 0"):
+        run_incremental(_split(), TASKS, "kd_mmd", config)
+    result = run_incremental(_split(), TASKS, make_method("kd_mmd", alpha=0.0, ce_weight=0.0),
+                             config)
+    assert {"triplet", "mmd"} == set(result.histories[1][0]) - {"epoch", "loss", "seconds"}

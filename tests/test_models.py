@@ -1,5 +1,8 @@
 """Backbones, pretrained-weight loading, RetrievalNet, whitening and extraction."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -141,6 +144,54 @@ def test_extraction_handles_mixed_sizes_and_restores_the_training_mode():
 
 def test_imagenet_constants():
     assert IMAGENET_MEAN == (0.485, 0.456, 0.406) and IMAGENET_STD == (0.229, 0.224, 0.225)
+
+
+def test_old_constant_names_are_the_shared_constants():
+    from irbook import constants
+    from irbook.data import torchsets
+    from irbook.models import POOLINGS
+
+    assert BACKBONES is constants.BACKBONES and POOLINGS is constants.POOLINGS
+    assert IMAGENET_MEAN is constants.IMAGENET_MEAN and IMAGENET_STD is constants.IMAGENET_STD
+    assert torchsets.IMAGENET_MEAN is constants.IMAGENET_MEAN
+
+
+def test_constants_module_does_not_import_torch():
+    code = ("import sys, irbook.constants as c; assert 'torch' not in sys.modules, 'torch'; "
+            "print(','.join(c.BACKBONES), ','.join(c.POOLINGS), ','.join(c.INSTANCE_BENCHMARKS))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "smallcnn,resnet18,resnet50,resnet101,vgg16,mobilenet_v2,googlenet",
+        "mac,spoc,gem,rmac,crow", "roxford5k,rparis6k,holidays,ukbench"]
+
+
+def test_googlenet_trunk_stops_after_inception5b():
+    torch.manual_seed(0)
+    trunk = make_backbone("googlenet", pretrained=False).eval()
+    assert trunk.out_channels == 1024 and not trunk.half_range_input
+    assert not any(isinstance(m, nn.Linear | nn.Dropout | nn.AdaptiveAvgPool2d)
+                   for m in trunk.modules())
+    # The same weights in a whole torchvision GoogLeNet: the trunk's output must be the
+    # output of its inception5b block (before avgpool, dropout and fc).
+    reference = tvm.googlenet(weights=None, aux_logits=False, init_weights=False,
+                              transform_input=False).eval()
+    names = [name for name, _ in reference.named_children()]
+    kept = names[: names.index("inception5b") + 1]
+    assert len(trunk.features) == len(kept)
+    state = {f"{kept[int(key.split('.')[1])]}.{key.split('.', 2)[2]}": value
+             for key, value in trunk.state_dict().items()}
+    missing, unexpected = reference.load_state_dict(state, strict=False)
+    assert sorted(missing) == ["fc.bias", "fc.weight"] and not unexpected
+    captured = {}
+    reference.inception5b.register_forward_hook(lambda m, i, out: captured.update(out=out))
+    images = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        maps = trunk(images)
+        reference(images)
+    assert maps.shape == (2, 1024, 7, 7)
+    torch.testing.assert_close(maps, captured["out"], rtol=0, atol=0)
 
 
 def _correlated_descriptors(n=300, d=6, seed=0):

@@ -1,6 +1,8 @@
 """Every chapter notebook: committed clean, parameters in sync, and a smoke run end to end."""
 
+import importlib
 import json
+import re
 import subprocess
 import sys
 
@@ -9,13 +11,43 @@ import pytest
 
 from irbook.chapters import CHAPTERS
 from irbook.paths import REPO_ROOT
+from irbook.protocol import PROTOCOLS_DIR
 from irbook.runner import chapter_run_dir
+from irbook.thesis_tables import available_tables
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_every_chapter_has_its_notebook():
-    assert {c.notebook_path for c in CHAPTERS.values()} <= set(NOTEBOOKS)
+CLAIM_FIELDS = {"id", "claim", "source", "verdict", "holds", "compared", "interval", "seeds",
+                "detail"}
+GLUE = re.compile(r"\{glue:text\}`([^`]+)`")
+
+
+@pytest.mark.parametrize("chapter", list(CHAPTERS.values()), ids=list(CHAPTERS))
+def test_every_registered_chapter_has_its_parts(chapter):
+    """Notebook, golden notebook, a _toc.yml line, its thesis tables and protocol file."""
+    assert chapter.notebook_path in NOTEBOOKS
+    assert chapter.golden_path.is_file(), "run `make golden`"
+    toc = (REPO_ROOT / "_toc.yml").read_text()
+    assert chapter.notebook.removesuffix(".ipynb") in toc
+    assert chapter.thesis_tables and set(chapter.thesis_tables) <= set(available_tables())
+    assert (PROTOCOLS_DIR / f"{chapter.key}.csv").is_file()
+    assert callable(importlib.import_module(f"irbook.chapters.{chapter.key}").setup)
+
+
+@pytest.mark.parametrize("key", list(CHAPTERS))
+def test_every_glued_name_in_the_prose_is_glued_by_the_run(key, smoke_runs):
+    """The prose quotes the run by name; a name the run never glued would render empty."""
+    chapter = CHAPTERS[key]
+    source = nbformat.read(chapter.notebook_path, as_version=4)
+    quoted = {name for cell in source.cells if cell.cell_type == "markdown"
+              for name in GLUE.findall(cell.source)}
+    executed = nbformat.read(chapter_run_dir(key, "smoke", smoke_runs)
+                             / chapter.notebook_path.name, as_version=4)
+    glued = {output.metadata["scrapbook"]["name"] for cell in executed.cells
+             if cell.cell_type == "code" for output in cell.outputs
+             if "scrapbook" in output.get("metadata", {})}
+    assert quoted and quoted <= glued, f"never glued: {sorted(quoted - glued)}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -48,8 +80,16 @@ def test_smoke_run_writes_executed_notebook_and_results(key, smoke_runs):
     assert {"python", "torch", "faiss"} <= set(results["environment"])
     assert len(results["claims"]) >= 3
     for claim in results["claims"]:
-        assert set(claim) == {"claim", "source", "holds", "detail"}
-        assert isinstance(claim["holds"], bool)
+        assert CLAIM_FIELDS <= set(claim)
+        assert claim["id"].startswith(f"{key}.")
+        assert claim["verdict"] in ("supported", "not supported", "inconclusive")
+        assert claim["holds"] == {"supported": True, "not supported": False,
+                                  "inconclusive": None}[claim["verdict"]]
+        assert claim["interval"] is None or claim["interval"][0] <= claim["interval"][1]
+        assert [s["seed"] for s in claim["seeds"]] == [results["parameters"]["seed"]]
+    assert len({c["id"] for c in results["claims"]}) == len(results["claims"])
+    assert isinstance(results["deviations"], list) and results["deviations"]
+    assert all(d["reason"] for d in results["deviations"])
     assert results["metrics"]
     executed = nbformat.read(out / CHAPTERS[key].notebook_path.name, as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs

@@ -70,8 +70,47 @@ def test_every_profile_of_every_chapter_validates(chapter):
 
 
 def test_choices_match_the_library():
-    from irbook import chapters
     from irbook.models import BACKBONES, POOLINGS
 
-    assert set(chapters.BACKBONE_CHOICES) == set(BACKBONES)
-    assert set(chapters.POOLING_CHOICES) - {"all"} == set(POOLINGS)
+    declared = {param.name: param.choices for param in CH02.spec.params}
+    assert set(declared["backbone"]) == set(BACKBONES)
+    assert set(declared["pooling"]) - {"all"} == set(POOLINGS)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", float("nan"), float("inf")])
+def test_non_finite_floats_are_refused(value):
+    bounded = Param("alpha", float, "weight", low=0.0, high=10.0)
+    with pytest.raises(ParameterError, match=r"'alpha' got .*; allowed: a float in \[0, 10\]"):
+        bounded.coerce(value)
+    unbounded = Param("beta", float, "weight")  # no range would catch inf here
+    with pytest.raises(ParameterError, match="'beta' got .*; allowed: a float"):
+        unbounded.coerce(value)
+
+
+def test_finite_float_strings_are_converted():
+    assert Param("alpha", float, "weight", low=0.0).coerce("1e-3") == 0.001
+
+
+def test_profile_given_as_an_override_is_refused():
+    with pytest.raises(ParameterError, match="'profile' cannot be given with -p .*'full'.*"
+                                             "use --profile, one of smoke, demo, full"):
+        CH02.resolve("smoke", {"profile": "full"})
+    assert CH02.resolve("smoke", {"profile": None})["profile"] == "smoke"  # None: not given
+
+
+def test_cuda_without_a_gpu_is_a_parameter_error(monkeypatch):
+    import torch
+
+    from irbook.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ParameterError) as error:
+        resolve_device("cuda")
+    assert str(error.value) == ("parameter 'device' is 'cuda' but torch sees no GPU; "
+                                "allowed here: auto, cpu")
+    assert isinstance(error.value, ValueError)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ParameterError, match="'device' got 'gpu'; allowed: auto, cpu, cuda"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda"

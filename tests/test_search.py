@@ -1,4 +1,7 @@
-"""Tests of irbook.search.knn: both backends against numpy brute force."""
+"""Tests of irbook.search.knn: both backends against numpy brute force.
+
+FAISS is a requirement of the book (extra ``cpu`` or ``gpu``): its absence fails
+``test_faiss_is_installed`` and every faiss-backend test, and is never skipped."""
 
 from __future__ import annotations
 
@@ -8,12 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from irbook.search import describe_backend, knn, rank_all
+from irbook.search import describe_backend, knn, rank_all, top_k_excluding_self
 
 knn_module = importlib.import_module("irbook.search.knn")  # the package re-exports knn()
-HAS_FAISS = knn_module.faiss_available()
-NEEDS_FAISS = pytest.mark.skipif(not HAS_FAISS, reason="faiss is not installed")
-BACKENDS = ["torch", pytest.param("faiss", marks=NEEDS_FAISS)]
+BACKENDS = ["torch", "faiss"]
 
 
 def _data(n_queries: int = 7, n_db: int = 50, dim: int = 8, seed: int = 0):
@@ -65,6 +66,75 @@ def test_k_is_clipped_and_rank_all_is_a_full_ranking(backend: str) -> None:
     np.testing.assert_array_equal(ranking, np.argsort(-_brute_force(queries, database, "ip"), 1))
 
 
+def _top_scores(reference: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """The k best scores of each row, best first (independent of how ties are ordered)."""
+    ordered = np.sort(reference, axis=1)
+    return ordered[:, ::-1][:, :k] if metric == "ip" else ordered[:, :k]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("k", [4, 50, 80])  # 80 > N: clipped to 50
+def test_scores_are_the_brute_force_scores_of_the_returned_pairs(
+    backend: str, metric: str, k: int
+) -> None:
+    queries, database = _data(n_queries=9, n_db=50, dim=16, seed=3)
+    scores, indices = knn(torch.from_numpy(queries), database, k, metric=metric, backend=backend)
+    reference = _brute_force(queries, database, metric)
+    assert scores.shape == indices.shape == (9, min(k, 50))
+    # each score is the inner product / squared L2 distance of its (query, database) pair ...
+    np.testing.assert_allclose(scores, np.take_along_axis(reference, indices, axis=1),
+                               rtol=1e-4, atol=1e-4)
+    # ... and the returned pairs are the k best ones
+    np.testing.assert_allclose(scores, _top_scores(reference, min(k, 50), metric),
+                               rtol=1e-4, atol=1e-4)
+    if k >= 50:
+        assert (np.sort(indices, axis=1) == np.arange(50)).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hand_computed_scores(backend: str) -> None:
+    database = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]], dtype=np.float32)
+    query = np.array([[1.0, 1.0]], dtype=np.float32)
+    ip_scores, ip_idx = knn(query, database, 2, metric="ip", backend=backend)
+    assert ip_idx.tolist() == [[2, 1]] and ip_scores.tolist() == [[6.0, 2.0]]
+    l2_scores, l2_idx = knn(query, database, 5, metric="l2", backend=backend)
+    assert l2_idx.tolist() == [[0, 1, 2]] and l2_scores.tolist() == [[1.0, 2.0, 8.0]]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_top_k_excluding_self_matches_brute_force_without_the_diagonal(
+    backend: str, metric: str
+) -> None:
+    embeddings, _ = _data(n_queries=12, dim=8, seed=5)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    embeddings[7] = embeddings[2]  # an exact duplicate: self and twin tie
+    scores, indices = top_k_excluding_self(embeddings, 4, metric=metric, backend=backend)
+    assert scores.shape == indices.shape == (12, 4)
+    assert not (indices == np.arange(12)[:, None]).any()
+    reference = _brute_force(embeddings, embeddings, metric)
+    np.fill_diagonal(reference, -np.inf if metric == "ip" else np.inf)
+    np.testing.assert_allclose(scores, _top_scores(reference, 4, metric), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scores, np.take_along_axis(reference, indices, axis=1),
+                               rtol=1e-4, atol=1e-4)
+    assert indices[2, 0] == 7 and indices[7, 0] == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_top_k_excluding_self_drops_the_last_column_when_self_is_not_found(backend: str) -> None:
+    # Inner products of unnormalised vectors: row 0's own score (1) is its worst.
+    embeddings = np.array([[1.0, 0.0], [10.0, 0.0], [20.0, 0.0]], dtype=np.float32)
+    scores, indices = top_k_excluding_self(embeddings, 1, backend=backend)
+    assert indices.tolist() == [[2], [2], [1]]
+    assert scores.tolist() == [[20.0], [200.0], [200.0]]
+    scores, indices = top_k_excluding_self(embeddings, 10, metric="l2", backend=backend)
+    assert indices.tolist() == [[1, 2], [0, 2], [1, 0]]  # k clipped to N - 1 = 2
+    assert scores.tolist() == [[81.0, 361.0], [81.0, 100.0], [100.0, 361.0]]
+    with pytest.raises(ValueError, match="n >= 2"):
+        top_k_excluding_self(embeddings[:1], 1, backend=backend)
+
+
 def test_torch_chunks_and_tensor_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(knn_module, "CHUNK_ELEMENTS", 100)  # 2 queries per chunk with N = 50
     queries, database = _data()
@@ -82,7 +152,16 @@ def test_auto_backend_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> No
         knn(*_data(), 3, backend="faiss")
 
 
-@NEEDS_FAISS
+def test_faiss_is_installed() -> None:
+    import faiss
+
+    index = faiss.IndexFlatIP(2)
+    index.add(np.eye(2, dtype=np.float32))
+    scores, indices = index.search(np.array([[3.0, 1.0]], dtype=np.float32), 2)
+    assert indices.tolist() == [[0, 1]] and scores.tolist() == [[3.0, 1.0]]
+    assert knn_module.resolve_backend("auto") == "faiss"
+
+
 def test_describe_backend_names_the_index() -> None:
     assert "IndexFlatL2" in describe_backend("faiss", metric="l2")
     assert describe_backend("faiss").startswith(("faiss-cpu", "faiss-gpu"))

@@ -1,5 +1,6 @@
 """The seeded training loop (checkpoints, exact resume) and cached classification pre-training."""
 
+import errno
 import random
 
 import numpy as np
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import irbook.train.pretrain as pretrain_module
 from irbook.models import SmallCNN
 from irbook.train import atomic_save, fit, pretrain_classifier, seed_everything
+from irbook.train.loop import CheckpointWriteError
 
 
 def _separable_points(n=64):
@@ -105,6 +107,73 @@ def test_atomic_save_leaves_only_the_target_file(tmp_path):
         atomic_save({"f": lambda: 0}, path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["state.pt"]
     assert torch.equal(torch.load(path)["a"], torch.arange(3))
+
+
+def test_checkpoint_loads_with_weights_only_and_holds_plain_records(tmp_path):
+    def numpy_metrics(epoch, model):
+        return {"score": np.float64(0.25), "count": np.int64(3), "curve": np.array([1.5, 2.0])}
+
+    history = _train(_mlp(seed=1), 1, tmp_path / "run.pt", on_epoch_end=numpy_metrics)
+    state = torch.load(tmp_path / "run.pt", weights_only=True)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    record = state["history"][0]
+    assert (record["score"], record["count"], record["curve"]) == (0.25, 3, [1.5, 2.0])
+    assert type(record["score"]) is float and type(record["count"]) is int
+    assert history[0]["curve"] == [1.5, 2.0] and type(history[0]["score"]) is float
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
+
+
+def test_unreadable_checkpoint_is_moved_aside_and_training_restarts(tmp_path):
+    fresh = _mlp(seed=1)
+    _train(fresh, 2, tmp_path / "fresh.pt")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04 half a zip")  # an interrupted copy, say
+    restarted = _mlp(seed=1)
+    with pytest.warns(UserWarning, match="could not be read.*broken.pt.unreadable"):
+        history = _train(restarted, 2, broken)
+    assert [record["epoch"] for record in history] == [1, 2]
+    assert (tmp_path / "broken.pt.unreadable").read_bytes() == b"PK\x03\x04 half a zip"
+    assert torch.load(broken, weights_only=True)["epoch"] == 2
+    for (name, a), (_, b) in zip(fresh.state_dict().items(), restarted.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("failure", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 64 vs 0"),
+    RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"),
+    RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed "
+                 "writing file version: errno 28"),
+], ids=["ENOSPC", "inline_container", "file-write-failed", "errno-28"])
+def test_full_disk_while_saving_names_the_path_and_keeps_the_old_file(tmp_path, monkeypatch,
+                                                                      failure):
+    path = atomic_save({"a": torch.arange(3)}, tmp_path / "state.pt")
+
+    def full_disk(obj, file):
+        file.write(b"partial")
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointWriteError) as error:
+        atomic_save({"a": torch.arange(4)}, path)
+    assert str(error.value) == (
+        f"no space left on the device while writing {path}; free some space (or point "
+        "IRBOOK_CACHE elsewhere) and rerun: finished stages are kept")
+    assert isinstance(error.value, OSError) and error.value.errno == errno.ENOSPC
+    assert error.value.__cause__ is failure
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.arange(3))
+
+
+def test_other_save_errors_are_not_reported_as_a_full_disk(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", lambda obj, file: (_ for _ in ()).throw(
+        RuntimeError("CUDA error: an illegal memory access")))
+    with pytest.raises(RuntimeError, match="illegal memory access") as error:
+        atomic_save({}, tmp_path / "state.pt")
+    assert not isinstance(error.value, CheckpointWriteError)
+    assert not any(tmp_path.iterdir())  # the temporary file is removed
 
 
 def test_seed_everything_fixes_all_generators():

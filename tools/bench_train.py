@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from irbook.chapters import CH05  # noqa: E402
+from irbook.chapters import get_chapter  # noqa: E402
 from irbook.data.finegrained import LabelledSet  # noqa: E402
 from irbook.data.samplers import ClassBalancedBatchSampler  # noqa: E402
 from irbook.data.synth.store import save_jpeg  # noqa: E402
@@ -48,13 +48,14 @@ from irbook.incremental.methods import (  # noqa: E402
 )
 from irbook.incremental.runner import (  # noqa: E402
     IncrementalConfig,
-    _frozen,
-    _optimizer,
     build_model,
+    frozen_copy,
+    make_optimizer,
 )
 from irbook.models import BACKBONES, require_pretrained_weights  # noqa: E402
 from irbook.train.loop import fit, seed_everything  # noqa: E402
 
+CH05 = get_chapter("ch05")
 FULL = CH05.spec.profiles["full"]
 OLD_CLASSES = 100  # CUB-200-2011 one-step protocol: 100 old classes, then 100 new ones
 SOURCE_SIZE = "500x375"  # width x height of a typical CUB-200-2011 photo
@@ -215,7 +216,7 @@ def _stage(config: IncrementalConfig, method: Method, tasks: list[np.ndarray],
                             model=model)
     first.before_task(first_ctx)
     first.after_task(first_ctx)
-    teacher = _frozen(model) if method.needs_teacher or method.needs_all_teachers else None
+    teacher = frozen_copy(model) if method.needs_teacher or method.needs_all_teachers else None
     model.grow_classes(len(tasks[1]),
                        generator=torch.Generator().manual_seed(config.seed * 7919 + 1))
     model.to(device)
@@ -256,7 +257,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     tasks = [np.arange(OLD_CLASSES), np.arange(OLD_CLASSES, OLD_CLASSES + max(OLD_CLASSES, P))]
     method = make_method(args.method)
     model, ctx = _stage(config, method, tasks, device)
-    optimizer = _optimizer(model, config)
+    optimizer = make_optimizer(model, config)
 
     def loss_fn(module: torch.nn.Module, batch: Any) -> torch.Tensor:
         return method.loss(model, batch, ctx)[0]

@@ -55,9 +55,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     chapter = get_chapter(args.chapter)
     _check_profile(args.profile)
-    overrides = dict(args.param)
-    chapter.check_inputs(chapter.resolve(args.profile, overrides))  # fail before any work
-    out = run_chapter(chapter.key, args.profile, overrides, progress=not args.quiet)
+    # run_chapter checks parameters, device, inputs and the runs folder before any work.
+    out = run_chapter(chapter.key, args.profile, dict(args.param), progress=not args.quiet)
     print(f"executed notebook and results.json in {out}")
     return 0
 
@@ -97,19 +96,33 @@ COMMANDS = {"run": _cmd_run, "params": _cmd_params, "book": _cmd_book, "data": _
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from papermill.exceptions import PapermillExecutionError
-
+    """Run one command; errors are printed as one or two lines with exit code 2 (refused before
+    any work), 1 (failed while working) or 130 (interrupted)."""
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ParameterError, ValueError, FileNotFoundError) as error:
+    except KeyboardInterrupt:
+        print("irbook: interrupted; the same command resumes from the last finished epoch",
+              file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - known errors become messages, others re-raise
+        code = _exit_code(error)
+        if code is None:
+            raise
         print(f"irbook: error: {error}", file=sys.stderr)
+        return code
+
+
+def _exit_code(error: Exception) -> int | None:
+    """2: bad input refused before any work; 1: a run that failed; None: a bug (traceback)."""
+    from .runner import ChapterRunError, RunsFolderError
+    from .train.loop import CheckpointWriteError
+
+    if isinstance(error, (RunsFolderError, ParameterError, ValueError, FileNotFoundError)):
         return 2
-    except PapermillExecutionError as error:
-        print(f"irbook: the notebook failed in cell {error.exec_count}: {error.ename}: "
-              f"{error.evalue}\nthe executed notebook, with the full traceback, is in "
-              "runs/<profile>/<chapter>/", file=sys.stderr)
+    if isinstance(error, (ChapterRunError, CheckpointWriteError, OSError)):
         return 1
+    return None
 
 
 if __name__ == "__main__":

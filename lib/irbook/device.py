@@ -5,20 +5,23 @@ from __future__ import annotations
 import platform
 import sys
 
+from .params import ParameterError
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> str:
-    """``auto`` picks CUDA when torch sees a GPU; asking for ``cuda`` without one is an error."""
+    """``auto`` picks CUDA when torch sees a GPU; asking for ``cuda`` without one is refused with
+    :class:`~irbook.params.ParameterError` (a ``ValueError``), before any work."""
     import torch
 
     if name not in DEVICES:
-        raise ValueError(f"parameter 'device' got {name!r}; allowed: {', '.join(DEVICES)}")
+        raise ParameterError(f"parameter 'device' got {name!r}; allowed: {', '.join(DEVICES)}")
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "parameter 'device' is 'cuda' but torch sees no GPU; use 'auto' or 'cpu'"
+        raise ParameterError(
+            "parameter 'device' is 'cuda' but torch sees no GPU; allowed here: auto, cpu"
         )
     return name
 

@@ -7,6 +7,7 @@ tests validate them the same way, *before* any work starts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,10 @@ class Param:
             raise ParameterError(
                 f"parameter '{self.name}' got {value!r}; allowed: {self.allowed()}"
             ) from None
+        if isinstance(converted, float) and not math.isfinite(converted):
+            raise ParameterError(
+                f"parameter '{self.name}' got {value!r}; allowed: {self.allowed()} (finite)"
+            )
         if self.choices is not None and converted not in self.choices:
             raise ParameterError(
                 f"parameter '{self.name}' got {value!r}; allowed: {self.allowed()}"
@@ -98,6 +103,17 @@ def _convert(value: Any, kind: type) -> Any:
             raise TypeError(value)
         return value
     raise TypeError(f"unsupported parameter type {kind}")
+
+
+def refuse_profile_override(overrides: Mapping[str, Any] | None) -> None:
+    """The profile is chosen with ``--profile`` (``run_chapter(key, profile)``), never as an
+    override: ``-p profile full`` would otherwise be silently dropped."""
+    given = (overrides or {}).get("profile")
+    if given is not None:
+        raise ParameterError(
+            f"parameter 'profile' cannot be given with -p (got {given!r}); use --profile, one "
+            f"of {', '.join(PROFILES)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -152,6 +168,7 @@ class ParamSpec:
                 f"parameter 'profile' got {profile!r}; allowed: "
                 + ", ".join(repr(p) for p in PROFILES)
             )
+        refuse_profile_override(overrides)
         overrides = dict(overrides or {})
         overrides.pop("profile", None)
         unknown = sorted(set(overrides) - set(self._by_name))

@@ -1,8 +1,10 @@
 """What a chapter run reports: its metrics and its claim checks.
 
 A notebook builds one :class:`Report`, records numbers with :meth:`Report.metric` (also glued
-into the page with myst-nb, so the prose quotes the run) and thesis claims with
-:meth:`Report.claim`, then calls :meth:`Report.save`. :mod:`irbook.runner` merges the saved
+into the page with myst-nb, so the prose quotes the run) and the thesis claims it checked with
+:meth:`Report.add_claim` (a :class:`~irbook.claims.Claim` from
+:func:`~irbook.claims.evaluate_claim`; its verdict is glued under the claim's id) or
+:meth:`Report.skip_claim`, then calls :meth:`Report.save`. :mod:`irbook.runner` merges the saved
 file with the parameters, environment and timings into ``results.json``.
 """
 
@@ -11,23 +13,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .claims import Claim, check_claim_id, format_difference, json_safe
 from .paths import runs_dir
 
 NOTEBOOK_RESULTS = "notebook_results.json"
-
-
-@dataclass(frozen=True)
-class ClaimCheck:
-    """A statement of the thesis that a run tests, and whether the run supports it."""
-
-    claim: str
-    source: str
-    holds: bool
-    detail: str
+VERDICT_SYMBOLS = {"supported": "✓", "not supported": "✗", "inconclusive": "?"}
+FRAME_COLUMNS = ("id", "claim", "source", "verdict", "difference", "threshold", "detail")
 
 
 def run_dir(chapter: str) -> Path:
@@ -44,7 +38,8 @@ class Report:
         self.params = dict(params)
         self.device = device
         self.metrics: dict[str, Any] = {}
-        self.claims: list[ClaimCheck] = []
+        self.claims: list[Claim] = []
+        self.skipped: dict[str, str] = {}
         self.extra: dict[str, Any] = {}
 
     def metric(self, name: str, value: Any, glue: bool = True) -> Any:
@@ -58,29 +53,43 @@ class Report:
             _glue(name, value)
         return value
 
-    def claim(self, claim: str, source: str, holds: bool, detail: str) -> ClaimCheck:
-        """Record whether this run supports a statement of the thesis."""
-        check = ClaimCheck(claim=claim, source=source, holds=bool(holds), detail=detail)
-        self.claims.append(check)
-        return check
+    def add_claim(self, claim: Claim) -> Claim:
+        """Record a checked claim and glue its verdict under its id, for
+        ``{glue:text}`ch05.ours_keeps_old``` in the prose."""
+        if not isinstance(claim, Claim):
+            raise TypeError(f"add_claim takes a Claim (see irbook.claims.evaluate_claim), "
+                            f"got {type(claim).__name__}")
+        self._refuse_duplicate(claim.id)
+        self.claims.append(claim)
+        _glue(claim.id, claim.verdict)
+        return claim
 
-    def check_claims(self, checks: dict[tuple[str, str], tuple[bool, str] | None]) -> None:
-        """Record every tested claim ((claim, source) → (holds, detail)); None = not testable
-        in this run. Glues ``claim1``… as "supported" / "not supported" for the prose."""
-        for (claim, source), outcome in checks.items():
-            if outcome is not None:
-                self.claim(claim, source, *outcome)
-        for i, check in enumerate(self.claims, 1):
-            self.metric(f"claim{i}", "supported" if check.holds else "not supported")
+    def skip_claim(self, id: str, reason: str) -> str:
+        """Glue "not tested (<reason>)" under the claim's id; the claim is not recorded."""
+        check_claim_id(id)
+        if not reason or not reason.strip():
+            raise ValueError(f"say why claim {id!r} is not tested")
+        self._refuse_duplicate(id)
+        self.skipped[id] = reason
+        text = f"not tested ({reason})"
+        _glue(id, text)
+        return text
+
+    def _refuse_duplicate(self, claim_id: str) -> None:
+        if claim_id in self.skipped or any(c.id == claim_id for c in self.claims):
+            raise ValueError(f"claim {claim_id!r} was already reported in this run")
 
     def claims_frame(self):
-        """The claim checks as a table for the page."""
+        """The claim checks as a table for the page (difference of the deciding comparison)."""
         import pandas as pd
 
-        columns = list(ClaimCheck.__annotations__)
-        frame = pd.DataFrame([asdict(c) for c in self.claims], columns=columns)
-        frame["holds"] = frame["holds"].map({True: "✓ supported", False: "✗ not supported"})
-        return frame
+        rows = [{
+            "id": c.id, "claim": c.claim, "source": c.source,
+            "verdict": f"{VERDICT_SYMBOLS[c.verdict]} {c.verdict}",
+            "difference": format_difference(c.deciding_comparison()),
+            "threshold": c.threshold, "detail": c.detail,
+        } for c in self.claims]
+        return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
 
     def save(self, path: Path | None = None) -> Path:
         """Write metrics, claims and extras as JSON next to the executed notebook."""
@@ -91,11 +100,13 @@ class Report:
             "params": self.params,
             "device": self.device,
             "metrics": self.metrics,
-            "claims": [asdict(c) for c in self.claims],
+            "claims": [c.to_dict() for c in self.claims],
+            "claims_skipped": self.skipped,
             **self.extra,
         }
         tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=2, default=_jsonable))
+        tmp.write_text(json.dumps(json_safe(payload), indent=2, default=_jsonable,
+                                  allow_nan=False))
         tmp.replace(target)
         return target
 

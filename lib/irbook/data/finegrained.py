@@ -175,12 +175,26 @@ def _int_column(rows: list[list[str]], col: int, path: Path) -> np.ndarray:
         raise DatasetCorruptError(path, f"column {col + 1} is not an integer ({exc})") from exc
 
 
-def _id_map(rows: list[list[str]], path: Path, ids: np.ndarray) -> dict[int, str]:
-    """``{image id: value}`` from a two-column table, checking it covers exactly ``ids``."""
+def _id_map(rows: list[list[str]], path: Path, ids: np.ndarray, images_txt: Path
+            ) -> dict[int, str]:
+    """``{image id: value}`` from a two-column table, checking it covers exactly ``ids`` (those
+    of ``images_txt``). An id of the table that images.txt lacks blames images.txt (a truncated
+    images.txt is the usual cause); an id of images.txt that the table lacks blames the table."""
     keys = _int_column(rows, 0, path)
     table = dict(zip(keys.tolist(), (r[1] for r in rows), strict=True))
-    if len(table) != len(rows) or set(table) != set(ids.tolist()):
-        raise DatasetCorruptError(path, "its image ids do not match those of images.txt")
+    if len(table) != len(rows):
+        raise DatasetCorruptError(path, "image ids are repeated")
+    listed = set(ids.tolist())
+    unlisted = [k for k in keys.tolist() if k not in listed]
+    if unlisted:
+        raise DatasetCorruptError(
+            images_txt, f"image id {unlisted[0]} of {path.name} is not listed in it "
+            f"({len(unlisted)} ids missing; {len(listed)} listed, {len(table)} in {path.name}): "
+            f"it looks truncated; extract it again from CUB_200_2011.tgz")
+    absent = [i for i in ids.tolist() if i not in table]
+    if absent:
+        raise DatasetCorruptError(path, f"image id {absent[0]} of images.txt has no entry "
+                                  f"({len(absent)} ids missing)")
     return table
 
 
@@ -213,7 +227,8 @@ def load_cub200(root: str | PathLike[str], split: str = "thesis") -> ClassSplit:
     rel = [image_rows[i][1] for i in order]
 
     label_path = folder / "image_class_labels.txt"
-    label_of = _id_map(_read_table(label_path, 2, "cub200"), label_path, ids)
+    label_of = _id_map(_read_table(label_path, 2, "cub200"), label_path, ids,
+                       folder / "images.txt")
     try:
         labels = np.array([int(label_of[i]) for i in ids.tolist()], dtype=np.int64) - 1
     except ValueError as exc:
@@ -223,7 +238,8 @@ def load_cub200(root: str | PathLike[str], split: str = "thesis") -> ClassSplit:
 
     if split == "official":
         split_path = folder / "train_test_split.txt"
-        flag_of = _id_map(_read_table(split_path, 2, "cub200"), split_path, ids)
+        flag_of = _id_map(_read_table(split_path, 2, "cub200"), split_path, ids,
+                          folder / "images.txt")
         flags = [flag_of[i] for i in ids.tolist()]
         if set(flags) - {"0", "1"}:
             raise DatasetCorruptError(split_path, "the train flag must be 1 or 0")

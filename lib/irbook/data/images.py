@@ -53,6 +53,36 @@ def load_image(path: str | PathLike[str]) -> Image.Image:
     return rgb
 
 
+def check_images(paths: Sequence[str | PathLike[str]], dataset: str,
+                 sample: int | None = None) -> int:
+    """Open and fully decode each image (``Image.load``), or ``sample`` of them evenly spaced
+    from the first to the last, and return how many were checked. The first missing file raises
+    DatasetNotFoundError, the first that does not decode DatasetCorruptError; both name the file
+    and how to fix it. JPEGs are decoded in draft mode (reduced scale), which still reads every
+    byte, so a truncated file is still found, faster than by a full decode."""
+    chosen = [Path(p) for p in paths]
+    if sample is not None:
+        if sample < 1:
+            raise ValueError(f"sample must be a positive integer or None, got {sample}")
+        if sample < len(chosen):  # positions floor(k (n - 1) / (sample - 1)): first and last
+            last = len(chosen) - 1
+            chosen = [chosen[k * last // max(sample - 1, 1)] for k in range(sample)]
+    fix = (f"re-download and re-extract {dataset}; for synthetic data delete the dataset's "
+           "folder so that the book writes it again")
+    for path in chosen:
+        if not path.is_file():
+            raise DatasetNotFoundError(path, dataset, fix)
+        try:
+            with Image.open(path) as img:
+                img.draft(None, (1, 1))  # JPEG only: decode at 1/8 scale; others ignore it
+                img.load()
+        except Exception as exc:  # noqa: BLE001 - whatever PIL raises, the file is damaged
+            raise DatasetCorruptError(
+                path, f"this {dataset} image does not decode ({type(exc).__name__}: {exc}); "
+                f"{fix}") from exc
+    return len(chosen)
+
+
 SMALL_IMAGE_CACHE_SIZE = 16384
 _SMALL_IMAGES: dict[str, tuple[int, Image.Image]] = {}
 

@@ -49,20 +49,30 @@ def task_classes(n_classes: int, n_old: int, group_size: int | None = None) -> l
     return tasks
 
 
-def scaled_schedule(name: str, n_classes: int) -> dict[str, int]:
-    """The thesis schedule of ``name`` (a key of :data:`THESIS_SCHEDULES`) for a dataset of
-    ``n_classes`` classes: same share of old classes and same number of equal new groups (4).
-
-    ``n_old`` is ``round(n_classes * share)``; the new classes are cut into equal groups and
-    any remainder joins the old task. For CUB/Dogs 16 classes give 8 old + 4 x 2, 40 give
-    20 + 4 x 5; for CIFAR-100 20 classes give 4 + 4 x 4.
+def incremental_schedule(n_classes: int, n_groups: int | None = None,
+                         old_fraction: float = 0.5) -> list[np.ndarray]:
+    """The one schedule rule of chapters 5-6: task 0 holds the first ``round(n_classes *
+    old_fraction)`` classes (at least one), then the other classes follow in official order,
+    all at once (``n_groups=None``) or in ``n_groups`` consecutive groups as equal as possible
+    (``np.array_split``). The thesis schedules: CUB 0.5 and 4 groups (100 + 4 x 25) or 10
+    groups, Dogs 0.5 and 4 groups (60 + 4 x 15), CIFAR-100 0.2 and 4 groups (5 tasks of 20).
     """
+    n_classes = _check_int("n_classes", n_classes, 2)
+    if not 0.0 < old_fraction < 1.0:
+        raise ValueError(f"old_fraction must lie strictly between 0 and 1, got {old_fraction!r}")
+    n_old = min(max(round(n_classes * old_fraction), 1), n_classes - 1)
+    new = np.arange(n_old, n_classes, dtype=np.int64)
+    if n_groups is None:
+        return [np.arange(n_old, dtype=np.int64), new]
+    n_groups = _check_int("n_groups", n_groups, 1)
+    if n_groups > len(new):
+        raise ValueError(f"n_groups must be from 1 to {len(new)} (the new classes of "
+                         f"{n_classes} classes with {n_old} old ones); got {n_groups}")
+    return [np.arange(n_old, dtype=np.int64), *np.array_split(new, n_groups)]
+
+
+def thesis_old_fraction(name: str) -> float:
+    """Share of old classes in the thesis schedule of dataset ``name``."""
     if name not in THESIS_SCHEDULES:
         raise ValueError(f"name must be one of {sorted(THESIS_SCHEDULES)}, got {name!r}")
-    total = THESIS_CLASS_COUNTS[name]
-    n_old, group = THESIS_SCHEDULES[name]["n_old"], THESIS_SCHEDULES[name]["group_size"]
-    n_groups = (total - n_old) // group
-    n_classes = _check_int("n_classes", n_classes, n_groups + 1)
-    old = min(max(round(n_classes * n_old / total), 1), n_classes - n_groups)
-    group_size = (n_classes - old) // n_groups
-    return {"n_old": n_classes - n_groups * group_size, "group_size": group_size}
+    return THESIS_SCHEDULES[name]["n_old"] / THESIS_CLASS_COUNTS[name]

@@ -16,8 +16,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
+from irbook.constants import IMAGENET_MEAN, IMAGENET_STD
 from irbook.data.finegrained import LabelledSet
-from irbook.data.images import IMAGENET_MEAN, IMAGENET_STD, load_image
+from irbook.data.images import load_image
 
 CROP_SCALE = (0.16, 1.0)
 

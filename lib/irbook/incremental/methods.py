@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from irbook import losses
 
-__all__ = ["METHODS", "METRIC_LOSSES", "Method", "TaskContext", "make_method"]
+__all__ = ["METHODS", "METRIC_LOSSES", "FirstStage", "Method", "TaskContext", "make_method",
+           "stage_accuracy_change"]
 
 METRIC_LOSSES = ("triplet", "pair")
 """The plasticity losses: batch-hard triplet (Eq. 5.2) and the reference code's pair loss."""
@@ -95,7 +96,7 @@ class Method:
     metric_loss: ClassVar[str] = "triplet"
     needs_teacher: ClassVar[bool] = False
     needs_all_teachers: ClassVar[bool] = False
-    needs_trained_classifier: ClassVar[bool] = False
+    needs_trained_classifier: bool = False  # task 0 must train the classifier (KDMMD: α > 0)
     trains_on: ClassVar[str] = "new"  # "new": the task's classes; "seen": all classes so far
     state_changes_in_fit: ClassVar[bool] = False  # state must be checkpointed every epoch
 
@@ -128,7 +129,9 @@ class Method:
         """Called when training of the task has finished, before evaluation."""
 
     def state_dict(self) -> dict[str, Any]:
-        """State carried from task to task (saved with each stage checkpoint)."""
+        """State carried from task to task (saved with each stage checkpoint): tensors,
+        numbers, strings, None, lists and dicts only, so that ``torch.load(weights_only=True)``
+        reads it back."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -252,10 +255,11 @@ class EWCMethod(Method):
         return penalty, {"ewc": penalty.item()}
 
     def state_dict(self):
-        return {"ewc": self.ewc}
+        return {"ewc": self.ewc.state_dict()}
 
     def load_state_dict(self, state):
-        self.ewc = state["ewc"]
+        self.ewc = losses.EWC(self.lambda_)
+        self.ewc.load_state_dict(state["ewc"])
 
 
 class _ALASSOTracking:
@@ -270,10 +274,19 @@ class _ALASSOTracking:
         self.alasso.consolidate(ctx.model)
 
     def state_dict(self):
-        return {"alasso": self.alasso}
+        return {"alasso": None if self.alasso is None else self.alasso.state_dict()}
 
     def load_state_dict(self, state):
-        self.alasso = state["alasso"]
+        self.alasso = _alasso_from(state["alasso"])
+
+
+def _alasso_from(state: dict[str, Any] | None) -> losses.ALASSO | None:
+    """An :class:`~irbook.losses.ALASSO` holding a copy of ``state`` (None stays None)."""
+    if state is None:
+        return None
+    alasso = losses.ALASSO()
+    alasso.load_state_dict(copy.deepcopy(state))
+    return alasso
 
 
 class ALASSOMethod(_ALASSOTracking, Method):
@@ -295,7 +308,7 @@ class ALASSOMethod(_ALASSOTracking, Method):
 
     def before_task(self, ctx):
         if self.alasso is None:
-            self.alasso = copy.deepcopy(ctx.first_stage_state["alasso"])
+            self.alasso = _alasso_from(ctx.first_stage_state["alasso"])
         self.alasso.lambda_ = self.lambda_
         self.alasso.begin_task(ctx.model)
 
@@ -304,7 +317,6 @@ class ALASSOMethod(_ALASSOTracking, Method):
         self.alasso.accumulate(model)
         penalty = self.alasso.penalty(model)
         return penalty, {"alasso": penalty.item()}
-
 
 
 class FeatureDistillation(Method):
@@ -371,12 +383,11 @@ class KDMMD(Method):
     ``L_dist`` is LwF on the old logits with T = 2 (Eq. 5.3) and ``L_mmd`` the multi-kernel
     Gaussian MMD between the frozen and the adaptive network's embeddings of the new images
     (Eq. 5.5, the square root of Eq. 5.4); α = β = 1 (Section 5.4.1, Table 5.8). Tables
-    5.2-5.10, and the "MMD loss" rows of Tables 6.1-6.2.
+    5.2-5.10; with α = 0 (no old logits needed) the "MMD loss" rows of Tables 6.1-6.2.
     """
 
     name = "kd_mmd"
     needs_teacher = True
-    needs_trained_classifier = True
 
     def __init__(self, metric_weight: float = 1.0, ce_weight: float = 1.0, alpha: float = 1.0,
                  beta: float = 1.0, temperature: float = 2.0, sigmas: Any = "median"):
@@ -385,13 +396,24 @@ class KDMMD(Method):
         self.temperature = float(temperature)
         self.sigmas = sigmas
 
+    @property
+    def needs_trained_classifier(self) -> bool:
+        """Only ``L_dist`` reads the old logits: with α = 0 (the "MMD loss" of chapter 6) task
+        0 may be trained without cross-entropy."""
+        return self.alpha > 0
+
     def stability(self, model, images, embeddings, logits, ctx):
+        """``α L_dist + β L_mmd``; a term whose weight is 0 is neither computed nor logged."""
         teacher_embeddings, teacher_logits = _frozen_outputs(ctx.teacher, images)
-        dist = losses.lwf_distillation(logits, teacher_logits, self.temperature)
-        mmd = losses.gaussian_mmd(teacher_embeddings, embeddings, sigmas=self.sigmas,
-                                  squared=False)
-        total = self.alpha * dist + self.beta * mmd
-        return total, {"lwf": dist.item(), "mmd": mmd.item()}
+        total, parts = embeddings.new_zeros(()), {}
+        if self.alpha:
+            dist = losses.lwf_distillation(logits, teacher_logits, self.temperature)
+            total, parts["lwf"] = total + self.alpha * dist, dist.item()
+        if self.beta:
+            mmd = losses.gaussian_mmd(teacher_embeddings, embeddings, sigmas=self.sigmas,
+                                      squared=False)
+            total, parts["mmd"] = total + self.beta * mmd, mmd.item()
+        return total, parts
 
 
 class Correlation(Method):
@@ -451,10 +473,14 @@ class CorrelationFE(Correlation):
             raise ValueError(f"bounds_metric must be one of {sorted(ctx.accuracy)}; got "
                              f"{self.bounds_metric!r}")
         acc, before = ctx.accuracy[self.bounds_metric], ctx.before[self.bounds_metric]
-        self.bounds = [losses.accuracy_change_bounds(
-            acc_before_old=float(np.mean(acc[s - 1, :s])), acc_after_old=float(np.mean(acc[s, :s])),
-            acc_before_new=float(before[s]), acc_after_new=float(acc[s, s]))
-            for s in range(ctx.task - 1, 0, -1)]  # newest stage first
+        self.bounds = [stage_accuracy_change(acc, before, s)
+                       for s in range(ctx.task - 1, 0, -1)]  # newest stage first
+
+    def state_dict(self):
+        return {"bounds": [list(b) for b in self.bounds]}
+
+    def load_state_dict(self, state):
+        self.bounds = [(float(drop), float(gain)) for drop, gain in state["bounds"]]
 
     def teacher_features(self, images, ctx):
         actual = _frozen_outputs(ctx.teacher, images)[0]
@@ -466,6 +492,21 @@ class CorrelationFE(Correlation):
 
     def teacher_weights(self, ctx):
         return losses.estimation_weights(ctx.task)
+
+
+class BoostedCorrelation(Correlation):
+    """Table 6.3 case (b): correlation distillation from the kept model only, its weight raised
+    to the total weight that Eq. 6.11 spreads over the estimated models.
+
+    At t = 2 the factor is ``1 + 1/(t-1) = 2`` (the thesis' ``λ2 (L + L/(t-1))``); for other t
+    it is ``sum(estimation_weights(t))`` (1 at t = 1), so (b) and (c) always weigh the same in
+    total and differ only in what the extra weight is put on.
+    """
+
+    name = "corr_boost"
+
+    def teacher_weights(self, ctx):
+        return [float(sum(losses.estimation_weights(ctx.task)))]
 
 
 class TwoModel(Correlation):
@@ -507,14 +548,14 @@ class FirstStage(_ALASSOTracking, Method):
         return None, {}
 
 
-
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
     Finetune, Joint, LwF, EWCMethod, ALASSOMethod, FeatureDistillation, L1Distillation, NCEEWC,
-    KDMMD, Correlation, CorrelationFE, TwoModel)}
+    KDMMD, Correlation, CorrelationFE, TwoModel, BoostedCorrelation)}
 
 
 def make_method(name: str, **hparams: Any) -> Method:
-    """The method called ``name`` (a key of :data:`METHODS`) with the given hyper-parameters."""
+    """The method called ``name`` (a key of :data:`METHODS`) with the given hyper-parameters;
+    ``metric_loss`` (``triplet`` or ``pair``; None: the method's own) is one of them."""
     if name not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {name!r}")
     return instantiate(METHODS[name], name, hparams)
@@ -537,3 +578,23 @@ def instantiate(cls: type[Method], name: str, hparams: dict[str, Any]) -> Method
     if metric_loss is not None:
         method.metric_loss = metric_loss
     return method
+
+
+def stage_accuracy_change(accuracy: np.ndarray, before: np.ndarray,
+                          stage: int) -> tuple[float, float]:
+    """``(α_drop, α_gain)`` of Eq. 6.6 for incremental ``stage`` s >= 1.
+
+    ``accuracy`` is the (T, T) matrix ``[after_task, task]`` and ``before[j]`` the accuracy on
+    task j of the model just before it trained on j. Old = mean accuracy on tasks 0..s-1
+    before (row s-1) and after (row s) stage s; new = task s before (``before[s]``) and after
+    (``accuracy[s, s]``). The one reading used by :class:`CorrelationFE` and by
+    :meth:`irbook.incremental.IncrementalResult.accuracy_change`.
+    """
+    accuracy, before = np.asarray(accuracy, dtype=float), np.asarray(before, dtype=float)
+    if isinstance(stage, bool) or not isinstance(stage, int | np.integer) \
+            or not 1 <= stage < len(accuracy):
+        raise ValueError(f"stage must be from 1 to {len(accuracy) - 1}; got {stage!r}")
+    return losses.accuracy_change_bounds(
+        acc_before_old=float(np.mean(accuracy[stage - 1, :stage])),
+        acc_after_old=float(np.mean(accuracy[stage, :stage])),
+        acc_before_new=float(before[stage]), acc_after_new=float(accuracy[stage, stage]))

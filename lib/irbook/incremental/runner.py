@@ -6,7 +6,10 @@ cached under ``checkpoint_dir/first_stage/<hash>.pt``, so every method starts fr
 model. Each later stage is trained with :func:`irbook.train.loop.fit` (per-epoch atomic
 checkpoints, exact resume), on class-balanced P x K batches of the new classes only (all seen
 classes for ``joint``), and saved as ``checkpoint_dir/<method>/<hash>/task<t>.pt``; a rerun
-loads finished stages and resumes an interrupted one.
+loads finished stages and resumes an interrupted one. Checkpoints hold tensors and plain data
+only (weights, method states, evaluation rows with every query's values) and are read with
+:func:`irbook.train.loop.load_checkpoint` (``weights_only=True``); an unreadable one is moved
+aside with a warning and its stage is trained again.
 
 Optimiser (thesis Sections 5.4.1 and 6.4.1): Adam with learning rate 1e-5 for the embedding
 and classifier layers and 1e-6 for the backbone (``backbone_lr_scale = 0.1``); weight decay
@@ -40,10 +43,19 @@ from irbook.incremental.evaluation import (
     embed,
     embed_with_logits,
     metric_names,
+    per_query_metrics,
+    per_query_top1,
     retrieval_metrics,
+    summarize_per_query,
     top1_accuracy,
 )
-from irbook.incremental.methods import FirstStage, Method, TaskContext, make_method
+from irbook.incremental.methods import (
+    FirstStage,
+    Method,
+    TaskContext,
+    make_method,
+    stage_accuracy_change,
+)
 from irbook.metrics.continual import (
     average_incremental_accuracy,
     forgetting_curve,
@@ -51,11 +63,18 @@ from irbook.metrics.continual import (
 )
 from irbook.models import BACKBONES, EMBEDDING_POOLINGS, EmbeddingNet, make_backbone
 from irbook.progress import progress_bar
-from irbook.train.loop import atomic_save, fit, seed_everything
+from irbook.train.loop import (
+    atomic_save,
+    fit,
+    load_checkpoint,
+    move_to_device,
+    seed_everything,
+)
 
-__all__ = ["IncrementalConfig", "IncrementalResult", "build_model", "run_incremental"]
+__all__ = ["IncrementalConfig", "IncrementalResult", "build_model", "frozen_copy", "make_optimizer",
+           "run_incremental"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: stage checkpoints hold per-query values and plain method states
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,10 @@ def build_model(config: IncrementalConfig, num_classes: int = 0) -> EmbeddingNet
 
 # --------------------------------------------------------------------------- result
 
+QueryKey = tuple[str, int, int]
+"""(kind, after_task, task) of one evaluation: ``("after", i, j)``, ``("before", j - 1, j)``,
+``("old", last, 0)`` and ``("new", last, -1)``, as in the rows of :class:`IncrementalResult`."""
+
 
 @dataclass
 class IncrementalResult:
@@ -152,6 +175,8 @@ class IncrementalResult:
     accuracy over the test images of every class seen so far (Table 5.6). Metrics are in
     percent; times in seconds of training per task. With ``track_every``, the ``histories`` of
     the incremental stages hold ``"old <metric>"`` entries (see :meth:`training_curve`).
+    ``per_query`` holds every evaluation's per-query values (see :meth:`query_values`) and
+    ``split_id`` names the test set they come from (see :meth:`query_set`).
     """
 
     method: str
@@ -166,6 +191,8 @@ class IncrementalResult:
     model: EmbeddingNet
     model_state: dict[str, torch.Tensor] = field(repr=False)
     seen: pd.DataFrame = field(default_factory=pd.DataFrame)
+    per_query: dict[QueryKey, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    split_id: str = ""
 
     def matrix(self, metric: str = "R@1") -> np.ndarray:
         """(T, T) matrix ``[after_task, task]`` of ``metric``, NaN above the diagonal."""
@@ -177,6 +204,19 @@ class IncrementalResult:
         matrix = np.full((size, size), np.nan)
         matrix[rows.after_task.to_numpy(), rows.task.to_numpy()] = rows.value.to_numpy()
         return matrix
+
+    def before_vector(self, metric: str = "R@1") -> np.ndarray:
+        """(T,) accuracy on each task of the model just before it trained on it (NaN for task
+        0, and where not measured)."""
+        vector = np.full(len(self.tasks), np.nan)
+        rows = self.before[self.before.metric == metric]
+        vector[rows.task.to_numpy(dtype=int)] = rows.value.to_numpy()
+        return vector
+
+    def accuracy_change(self, stage: int = 1, metric: str = "mAP") -> tuple[float, float]:
+        """``(α_drop, α_gain)`` of Eq. 6.6 for ``stage``, read as :class:`CorrelationFE` reads
+        them (:func:`~irbook.incremental.methods.stage_accuracy_change`)."""
+        return stage_accuracy_change(self.matrix(metric), self.before_vector(metric), stage)
 
     def old_new_average(self) -> pd.DataFrame:
         """Final model: old, new, their average and harmonic mean per metric (Table 6.1)."""
@@ -213,6 +253,60 @@ class IncrementalResult:
             raise ValueError(f"no {key!r} was tracked: run with track_every > 0")
         return pd.DataFrame(rows)
 
+    def query_values(self, metric: str, after_task: int | None = None, task: int | None = None,
+                     subset: str | None = None, before: bool = False) -> np.ndarray:
+        """Per-query values of one evaluation, in test-set order (their mean is the table value).
+
+        Exactly one of: ``after_task`` and ``task`` (task j under the model after stage i);
+        ``task`` with ``before=True`` (task j under the model just before it trained on j);
+        ``subset`` "old" or "new" (the final model's groups of :attr:`old_new`). Recall and
+        top-1 values are 0 or 100; mAP is 100 x the query's AP, NaN for a query alone in its
+        class. :meth:`query_set` names the queries, so values can be paired across methods.
+        """
+        key = self._query_key(after_task, task, subset, before)
+        if key not in self.per_query:
+            raise ValueError(f"no per-query values for {key}; evaluated: "
+                             f"{sorted(self.per_query)}")
+        values = self.per_query[key]
+        if metric not in values:
+            raise ValueError(f"metric must be one of {sorted(values)}; got {metric!r}")
+        return values[metric]
+
+    def _query_key(self, after_task: int | None, task: int | None, subset: str | None,
+                   before: bool) -> QueryKey:
+        last = len(self.tasks) - 1
+        if subset is not None:
+            if after_task is not None or task is not None or before:
+                raise ValueError("give either subset, or task (with before=True), or "
+                                 "after_task and task")
+            if subset not in ("old", "new"):
+                raise ValueError(f"subset must be 'old' or 'new'; got {subset!r}")
+            return (subset, last, 0 if subset == "old" else -1)
+        if before:
+            if task is None or after_task is not None:
+                raise ValueError("before=True takes task only (the model before task j is "
+                                 "the one after task j - 1)")
+            return ("before", int(task) - 1, int(task))
+        if after_task is None or task is None:
+            raise ValueError("give after_task and task, task with before=True, or subset")
+        return ("after", int(after_task), int(task))
+
+    def query_set(self, task: int | None = None, subset: str | None = None) -> str:
+        """A key naming the test images of ``tasks[task]`` or of the ``subset`` "old" (task 0)
+        or "new" (tasks 1..): split name, test-set digest and the sha1 of the sorted class
+        list. The same for every method and run on the same split and classes."""
+        if (task is None) == (subset is None):
+            raise ValueError("give exactly one of task and subset")
+        if subset is not None:
+            if subset not in ("old", "new") or (subset == "new" and len(self.tasks) < 2):
+                raise ValueError(f"subset must be 'old' or 'new' (with >= 2 tasks); got "
+                                 f"{subset!r}")
+            classes = self.tasks[0] if subset == "old" else np.concatenate(self.tasks[1:])
+        else:
+            classes = self.tasks[task]
+        listed = ",".join(str(c) for c in sorted(int(c) for c in classes))
+        return f"{self.split_id}/{hashlib.sha1(listed.encode()).hexdigest()[:16]}"
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -221,43 +315,31 @@ def _digest(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _hash_labelled(sha: Any, labelled: Any) -> None:
+    """Feed the labels and items (image arrays or paths) of a LabelledSet to ``sha``."""
+    sha.update(np.ascontiguousarray(labelled.labels).tobytes())
+    if isinstance(labelled.items, np.ndarray):
+        sha.update(np.ascontiguousarray(labelled.items).tobytes())
+    else:
+        sha.update("\n".join(str(item) for item in labelled.items).encode())
+
+
 def _dataset_digest(split: Any) -> str:
     sha = hashlib.sha1(f"{split.name}|{split.split}|{split.n_classes}".encode())
     for labelled in (split.train, split.test):
-        sha.update(np.ascontiguousarray(labelled.labels).tobytes())
-        if isinstance(labelled.items, np.ndarray):
-            sha.update(np.ascontiguousarray(labelled.items).tobytes())
-        else:
-            sha.update("\n".join(str(item) for item in labelled.items).encode())
+        _hash_labelled(sha, labelled)
     return sha.hexdigest()[:16]
+
+
+def _split_id(split: Any) -> str:
+    """``name/split/<test-set digest>``: the prefix of :meth:`IncrementalResult.query_set`."""
+    sha = hashlib.sha1()
+    _hash_labelled(sha, split.test)
+    return f"{split.name}/{split.split}/{sha.hexdigest()[:8]}"
 
 
 def _file_digest(path: str | None) -> str | None:
     return None if path is None else hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def _move(obj: Any, device: torch.device) -> Any:
-    """Move every tensor inside dicts, lists, tuples and plain objects to ``device``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {key: _move(value, device) for key, value in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_move(value, device) for value in obj)
-    if hasattr(obj, "__dict__") and not isinstance(obj, nn.Module | type):
-        for key, value in vars(obj).items():
-            setattr(obj, key, _move(value, device))
-    return obj
-
-
-def _load(path: Path, device: torch.device) -> dict[str, Any] | None:
-    """A checkpoint written by this module (a trusted pickle); None if absent or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception:  # a damaged file is rebuilt
-        return None
 
 
 class _RemappedLabels(Dataset):
@@ -290,12 +372,18 @@ class _WithMethodState(nn.Module):
         return self._method.state_dict()
 
     def set_extra_state(self, state: Any) -> None:
-        self._method.load_state_dict(_move(state, self._device))
+        self._method.load_state_dict(move_to_device(state, self._device))
+
+
+def _summary(metric: str, values: np.ndarray) -> float:
+    """The table value of per-query ``values``: their mean (mAP: over the non-NaN ones)."""
+    return summarize_per_query({metric: values})[metric]
 
 
 @dataclass
 class _Run:
-    """Everything one call of run_incremental shares between its stages."""
+    """Everything one call of run_incremental shares between its stages, and what it collects
+    (evaluation rows, per-query values, seconds and histories of every stage)."""
 
     split: Any
     tasks: list[np.ndarray]
@@ -308,7 +396,12 @@ class _Run:
     before: dict[str, np.ndarray]
     top1: bool = False
     track_every: int = 0
+    dataset_digest: str = ""
+    split_id: str = ""
     records: list[dict[str, Any]] = field(default_factory=list)
+    per_query: dict[QueryKey, dict[str, np.ndarray]] = field(default_factory=dict)
+    train_seconds: list[float] = field(default_factory=list)
+    histories: list[list[dict[str, Any]]] = field(default_factory=list)
 
     def loader(self, classes: np.ndarray,
                seed: int) -> tuple[DataLoader, ClassBalancedBatchSampler]:
@@ -353,30 +446,37 @@ class _Run:
         return {f"old {name}": value
                 for name, value in retrieval_metrics(embeddings, labels, self.ks).items()}
 
-    def evaluate(self, model: nn.Module, stage: int) -> list[dict[str, Any]]:
-        """Rows for tasks 0..stage (after), task stage+1 (before) and, at the end, old/new;
-        with ``top1`` also the top-1 accuracy of each trained group and of all seen classes."""
+    def groups(self, stage: int) -> list[tuple[str, int, np.ndarray]]:
+        """(kind, task, classes) evaluated after ``stage``: tasks 0..stage ("after"), task
+        stage+1 ("before") or, after the last stage, "old" (task 0) and "new" (tasks 1..)."""
         last = len(self.tasks) - 1
-        upto = min(stage + 1, last)
-        embeddings, labels, logits = self.embed_test(model, np.concatenate(self.tasks[: upto + 1]))
-        groups: list[tuple[str, int, np.ndarray]] = [("after", j, self.tasks[j])
-                                                     for j in range(stage + 1)]
+        groups = [("after", j, self.tasks[j]) for j in range(stage + 1)]
         if stage < last:
             groups.append(("before", stage + 1, self.tasks[stage + 1]))
         else:
             groups.append(("old", 0, self.tasks[0]))
             if last >= 1:
                 groups.append(("new", -1, np.concatenate(self.tasks[1:])))
+        return groups
+
+    def evaluate(self, model: nn.Module, stage: int) -> list[dict[str, Any]]:
+        """Rows (kind, after_task, task, metric, value, per_query) for :meth:`groups`; with
+        ``top1`` also the top-1 accuracy of each trained group and of all seen classes.
+        ``per_query`` is a float64 tensor of the group's per-query values (plain data, so a
+        stage checkpoint holding the rows reads back with ``weights_only=True``)."""
+        upto = min(stage + 1, len(self.tasks) - 1)
+        embeddings, labels, logits = self.embed_test(model, np.concatenate(self.tasks[: upto + 1]))
         rows = []
-        for kind, task, group in groups:
+        for kind, task, group in self.groups(stage):
             mask = np.isin(labels, group)
             if mask.sum() < 2:
                 raise ValueError(f"task {task} has {int(mask.sum())} test images; need >= 2")
-            values = retrieval_metrics(embeddings[mask], labels[mask], self.ks)
+            values = per_query_metrics(embeddings[mask], labels[mask], self.ks)
             if logits is not None and kind != "before":
-                values["top-1"] = top1_accuracy(logits[mask], self.index_of[labels[mask]])
+                values["top-1"] = per_query_top1(logits[mask], self.index_of[labels[mask]])
             rows += [{"kind": kind, "after_task": stage, "task": task, "metric": metric,
-                      "value": value} for metric, value in values.items()]
+                      "value": _summary(metric, v), "per_query": torch.from_numpy(v)}
+                     for metric, v in values.items()]
         if logits is not None:
             mask = np.isin(labels, np.concatenate(self.tasks[: stage + 1]))
             rows.append({"kind": "seen", "after_task": stage, "task": -1, "metric": "top-1",
@@ -390,9 +490,14 @@ class _Run:
                 self.accuracy[row["metric"]][row["after_task"], row["task"]] = row["value"]
             elif row["kind"] == "before":
                 self.before[row["metric"]][row["task"]] = row["value"]
+            if "per_query" in row:
+                key = (row["kind"], int(row["after_task"]), int(row["task"]))
+                self.per_query.setdefault(key, {})[row["metric"]] = (
+                    torch.as_tensor(row["per_query"]).cpu().numpy())
 
 
-def _optimizer(model: EmbeddingNet, config: IncrementalConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: EmbeddingNet, config: IncrementalConfig) -> torch.optim.Optimizer:
+    """Adam over the backbone (``lr * backbone_lr_scale``) and the head (``lr``) of ``model``."""
     backbone = list(model.backbone.parameters())
     backbone_ids = {id(p) for p in backbone}
     head = [p for p in model.parameters() if id(p) not in backbone_ids]
@@ -402,9 +507,9 @@ def _optimizer(model: EmbeddingNet, config: IncrementalConfig) -> torch.optim.Op
 
 
 def _completed_epochs(checkpoint: Path | None) -> int:
-    if checkpoint is None or not checkpoint.is_file():
-        return 0
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+    """Epochs already in fit()'s checkpoint (0 without one; an unreadable one is moved aside)."""
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    return 0 if state is None else int(state["epoch"])
 
 
 def _train_stage(run: _Run, model: EmbeddingNet, method: Method, ctx: TaskContext,
@@ -441,7 +546,7 @@ def _train_stage(run: _Run, model: EmbeddingNet, method: Method, ctx: TaskContex
         return means
 
     hooks = time.perf_counter() - started
-    history = fit(trained, loader, loss_fn, _optimizer(model, run.config), epochs=epochs,
+    history = fit(trained, loader, loss_fn, make_optimizer(model, run.config), epochs=epochs,
                   device=run.device, checkpoint=partial, seed=seed,
                   progress=run.config.progress, desc=desc, on_epoch_end=on_epoch_end)
     started = time.perf_counter()
@@ -450,11 +555,22 @@ def _train_stage(run: _Run, model: EmbeddingNet, method: Method, ctx: TaskContex
     return history, hooks + sum(record["seconds"] for record in history)
 
 
-def _frozen(model: EmbeddingNet) -> EmbeddingNet:
+def frozen_copy(model: EmbeddingNet) -> EmbeddingNet:
+    """A deep copy of ``model`` in eval mode with gradients off (a teacher)."""
     teacher = copy.deepcopy(model).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+def _with_state(template: EmbeddingNet, state: dict[str, torch.Tensor]) -> EmbeddingNet:
+    """A copy of ``template`` holding ``state`` (the classifier takes the state's size)."""
+    model = copy.deepcopy(template)
+    model.load_state_dict(state)
+    return model
+
+
+# --------------------------------------------------------------------------- protocol steps
 
 
 def _check_tasks(split: Any, tasks: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -469,7 +585,51 @@ def _check_tasks(split: Any, tasks: Sequence[np.ndarray]) -> list[np.ndarray]:
     return tasks
 
 
-# --------------------------------------------------------------------------- protocol
+def _check_run(split: Any, tasks: Sequence[np.ndarray], method: Method | str,
+               config: IncrementalConfig, track_every: int) -> tuple[Method, list[np.ndarray]]:
+    """The method object and the tasks as int64 arrays; raise on a run that cannot work."""
+    method = make_method(method) if isinstance(method, str) else method
+    if not isinstance(method, Method):
+        raise TypeError(f"method must be a Method or a method name; got {type(method)}")
+    if getattr(method, "_has_run", False):
+        raise ValueError("this Method object has already run; make a new one with make_method")
+    tasks = _check_tasks(split, tasks)
+    if isinstance(track_every, bool) or not isinstance(track_every, int) or track_every < 0:
+        raise ValueError(f"track_every must be an integer >= 0; got {track_every!r}")
+    if method.needs_trained_classifier and config.first_stage_ce_weight == 0 and len(tasks) > 1:
+        raise ValueError(f"method {method.name!r} distils old-class logits, so task 0 must "
+                         "train the classifier: set first_stage_ce_weight > 0")
+    return method, tasks
+
+
+def _prepare_run(split: Any, tasks: list[np.ndarray], config: IncrementalConfig,
+                 eval_ks: Sequence[int], factory: DatasetFactory | None, eval_top1: bool,
+                 track_every: int) -> _Run:
+    """The shared state of one run: device, classifier indices, empty accuracy matrices."""
+    ks = tuple(int(k) for k in eval_ks)
+    index_of = np.full(split.n_classes, -1, dtype=np.int64)
+    index_of[np.concatenate(tasks)] = np.arange(sum(len(t) for t in tasks))
+    size = len(tasks)
+    names = metric_names(ks) + (["top-1"] if eval_top1 else [])
+    return _Run(split=split, tasks=tasks, config=config,
+                device=torch.device(resolve_device(config.device)),
+                factory=factory or default_dataset_factory, ks=ks, index_of=index_of,
+                accuracy={m: np.full((size, size), np.nan) for m in names},
+                before={m: np.full(size, np.nan) for m in names}, top1=bool(eval_top1),
+                track_every=track_every, dataset_digest=_dataset_digest(split),
+                split_id=_split_id(split))
+
+
+def _first_key(run: _Run) -> dict[str, Any]:
+    """Cache key of task 0: the data, the classes and every setting that changes training."""
+    config = run.config
+    training = {k: v for k, v in dataclasses.asdict(config).items()
+                if k not in ("epochs_incremental", "eval_batch_size", "num_workers",
+                             "checkpoint_dir", "progress", "device")}
+    return {"version": CACHE_VERSION, "dataset": run.dataset_digest,
+            "factory": getattr(run.factory, "__qualname__", repr(run.factory)),
+            "classes": run.tasks[0].tolist(), "device": run.device.type, **training,
+            "backbone_weights": _file_digest(config.backbone_weights)}
 
 
 def _first_stage(run: _Run, key: dict[str, Any]) -> tuple[EmbeddingNet, dict, float, list, bool]:
@@ -478,10 +638,11 @@ def _first_stage(run: _Run, key: dict[str, Any]) -> tuple[EmbeddingNet, dict, fl
     model = build_model(config, num_classes=len(run.tasks[0])).to(run.device)
     digest = _digest(key)
     folder = Path(config.checkpoint_dir) / "first_stage" if config.checkpoint_dir else None
-    cached = _load(folder / f"{digest}.pt", run.device) if folder else None
+    cached = load_checkpoint(folder / f"{digest}.pt") if folder else None
     if cached is not None and cached.get("key") == key:
         model.load_state_dict(cached["model"])
-        return model, cached["method_state"], cached["seconds"], cached["history"], True
+        return (model, move_to_device(cached["method_state"], run.device), cached["seconds"],
+                cached["history"], True)
     method = FirstStage(ce_weight=config.first_stage_ce_weight)
     ctx = run.context(0, model, {})
     partial = folder / f"{digest}.partial.pt" if folder else None
@@ -495,6 +656,89 @@ def _first_stage(run: _Run, key: dict[str, Any]) -> tuple[EmbeddingNet, dict, fl
     return model, state, seconds, history, False
 
 
+def _stage_folder(run: _Run, method: Method, first_key: dict[str, Any]) -> Path | None:
+    """``checkpoint_dir/<method>/<hash of the run>`` (None without a checkpoint_dir)."""
+    if not run.config.checkpoint_dir:
+        return None
+    run_key = {"first": first_key, "tasks": [t.tolist() for t in run.tasks],
+               "method": method.name, "hparams": method.hparams,
+               "epochs": run.config.epochs_incremental, "ks": list(run.ks), "top1": run.top1,
+               "track_every": run.track_every}
+    return Path(run.config.checkpoint_dir) / method.name / _digest(run_key)
+
+
+def _load_stage(path: Path | None, model: EmbeddingNet, method: Method,
+                device: torch.device) -> dict[str, Any] | None:
+    """A finished stage's checkpoint, loaded into ``model`` and ``method``; None if absent
+    (an unreadable file is moved aside with a warning by ``load_checkpoint``)."""
+    done = load_checkpoint(path) if path is not None else None
+    if done is None:
+        return None
+    model.load_state_dict(done["model"])
+    method.load_state_dict(move_to_device(done["method_state"], device))
+    return done
+
+
+def _train_and_save_stage(run: _Run, model: EmbeddingNet, method: Method, t: int,
+                          first_state: dict, teacher: EmbeddingNet | None,
+                          stage_states: list[dict], folder: Path | None) -> dict[str, Any]:
+    """Train and evaluate stage ``t``; its checkpoint dict (saved when ``folder`` is set)."""
+    ctx = run.context(t, model, first_state)
+    ctx.teacher = teacher
+    if method.needs_all_teachers:
+        ctx.teachers = [frozen_copy(_with_state(model, state)) for state in stage_states]
+    partial = folder / f"task{t}.partial.pt" if folder else None
+    history, seconds = _train_stage(run, model, method, ctx, run.config.epochs_incremental,
+                                    run.config.seed + t, partial, desc=f"task {t}")
+    rows = run.evaluate(model, t)
+    done = {"model": model.state_dict(), "method_state": method.state_dict(), "rows": rows,
+            "seconds": seconds, "history": history}
+    if folder:
+        atomic_save(done, folder / f"task{t}.pt")
+        partial.unlink(missing_ok=True)
+    return done
+
+
+def _run_stage(run: _Run, model: EmbeddingNet, method: Method, t: int, first_state: dict,
+               stage_states: list[dict], folder: Path | None) -> None:
+    """Grow the classifier for task ``t``, then load the finished stage or train it, and
+    record its evaluations, seconds and history in ``run``."""
+    teacher = frozen_copy(model) if method.needs_teacher else None
+    model.grow_classes(len(run.tasks[t]),
+                       generator=torch.Generator().manual_seed(run.config.seed * 7919 + t))
+    model.to(run.device)
+    done = _load_stage(folder / f"task{t}.pt" if folder else None, model, method, run.device)
+    if done is None:
+        done = _train_and_save_stage(run, model, method, t, first_state, teacher, stage_states,
+                                     folder)
+    run.record(done["rows"])
+    if method.needs_all_teachers:
+        stage_states.append(copy.deepcopy(model.state_dict()))
+    run.train_seconds.append(done["seconds"])
+    run.histories.append(done["history"])
+
+
+def _collect_result(run: _Run, method: Method, model: EmbeddingNet,
+                    first_cached: bool) -> IncrementalResult:
+    """The :class:`IncrementalResult` of a finished run."""
+    frame = pd.DataFrame(run.records, columns=["kind", "after_task", "task", "metric", "value"])
+    after = frame[frame.kind == "after"].drop(columns="kind").reset_index(drop=True)
+    before = frame[frame.kind == "before"][["task", "metric", "value"]].reset_index(drop=True)
+    old_new = (frame[frame.kind.isin(["old", "new"])].rename(columns={"kind": "subset"})
+               [["subset", "metric", "value"]].reset_index(drop=True))
+    seen = frame[frame.kind == "seen"][["after_task", "metric", "value"]].reset_index(drop=True)
+    model.eval()
+    return IncrementalResult(
+        method=method.name, hparams=method.hparams, tasks=run.tasks, accuracy=after,
+        before=before, old_new=old_new, train_seconds=run.train_seconds,
+        histories=run.histories, first_stage_cached=first_cached, model=model,
+        model_state={k: v.detach().cpu() for k, v in model.state_dict().items()}, seen=seen,
+        per_query=run.per_query, split_id=run.split_id)
+
+
+# --------------------------------------------------------------------------- protocol
+
+
 def run_incremental(split: Any, tasks: Sequence[np.ndarray], method: Method | str,
                     config: IncrementalConfig, eval_ks: Sequence[int] = (1, 2, 4),
                     dataset_factory: DatasetFactory | None = None, eval_top1: bool = False,
@@ -504,103 +748,26 @@ def run_incremental(split: Any, tasks: Sequence[np.ndarray], method: Method | st
     ``tasks[0]`` holds the old classes, each later array a group of new classes (see
     :func:`irbook.data.tasks.task_classes`). After every stage each seen task is evaluated on
     its test images (Recall@``eval_ks`` and mAP, percent; with ``eval_top1`` also the
-    classifier's top-1 accuracy over all classes seen so far). With ``track_every`` = n > 0,
-    task 0 is also evaluated every n epochs of each incremental stage (and after its last
-    epoch), without changing the training. ``dataset_factory(labelled_set, image_size,
-    train)`` builds the torch datasets (default: LabelledImageDataset).
+    classifier's top-1 accuracy over all classes seen so far), keeping every query's value.
+    With ``track_every`` = n > 0, task 0 is also evaluated every n epochs of each incremental
+    stage (and after its last epoch), without changing the training. ``dataset_factory(
+    labelled_set, image_size, train)`` builds the torch datasets (default:
+    LabelledImageDataset).
 
     A :class:`Method` object keeps the state of one run (EWC's Fisher, ALASSO's importance,
     the bounds of ``corr_fe``) and can be inspected afterwards; it cannot be run twice.
     """
-    method = make_method(method) if isinstance(method, str) else method
-    if not isinstance(method, Method):
-        raise TypeError(f"method must be a Method or a method name; got {type(method)}")
-    if getattr(method, "_has_run", False):
-        raise ValueError("this Method object has already run; make a new one with make_method")
-    tasks = _check_tasks(split, tasks)
-    if isinstance(track_every, bool) or not isinstance(track_every, int) or track_every < 0:
-        raise ValueError(f"track_every must be an integer >= 0; got {track_every!r}")
-    if method.needs_trained_classifier and config.first_stage_ce_weight == 0 and len(tasks) > 1:
-        raise ValueError(f"method {method.name!r} distils old-class logits, so task 0 must "
-                         "train the classifier: set first_stage_ce_weight > 0")
-    device = torch.device(resolve_device(config.device))
-    factory = dataset_factory or default_dataset_factory
-    ks = tuple(int(k) for k in eval_ks)
-    index_of = np.full(split.n_classes, -1, dtype=np.int64)
-    index_of[np.concatenate(tasks)] = np.arange(sum(len(t) for t in tasks))
-    size = len(tasks)
-    names = metric_names(ks) + (["top-1"] if eval_top1 else [])
-    run = _Run(split=split, tasks=tasks, config=config, device=device, factory=factory, ks=ks,
-               index_of=index_of, accuracy={m: np.full((size, size), np.nan) for m in names},
-               before={m: np.full(size, np.nan) for m in names}, top1=bool(eval_top1),
-               track_every=track_every)
-
-    training = {k: v for k, v in dataclasses.asdict(config).items()
-                if k not in ("epochs_incremental", "eval_batch_size", "num_workers",
-                             "checkpoint_dir", "progress", "device")}
-    first_key = {"version": CACHE_VERSION, "dataset": _dataset_digest(split),
-                 "factory": getattr(factory, "__qualname__", repr(factory)),
-                 "classes": tasks[0].tolist(), "device": device.type, **training,
-                 "backbone_weights": _file_digest(config.backbone_weights)}
+    method, tasks = _check_run(split, tasks, method, config, track_every)
+    run = _prepare_run(split, tasks, config, eval_ks, dataset_factory, eval_top1, track_every)
+    first_key = _first_key(run)
     method._has_run = True
     model, first_state, seconds, history, cached = _first_stage(run, first_key)
     run.record(run.evaluate(model, 0))
+    run.train_seconds.append(seconds)
+    run.histories.append(history)
+    folder = _stage_folder(run, method, first_key)
     stage_states = [copy.deepcopy(model.state_dict())] if method.needs_all_teachers else []
-    train_seconds, histories = [seconds], [history]
-
-    run_key = {"first": first_key, "tasks": [t.tolist() for t in tasks], "method": method.name,
-               "hparams": method.hparams, "epochs": config.epochs_incremental, "ks": list(ks),
-               "top1": bool(eval_top1), "track_every": track_every}
-    folder = (Path(config.checkpoint_dir) / method.name / _digest(run_key)
-              if config.checkpoint_dir else None)
-    stages = progress_bar(range(1, size), enabled=config.progress, desc=method.name,
-                          unit="task")
-    for t in stages:
-        teacher = _frozen(model) if method.needs_teacher else None
-        model.grow_classes(len(tasks[t]),
-                           generator=torch.Generator().manual_seed(config.seed * 7919 + t))
-        model.to(device)
-        done = _load(folder / f"task{t}.pt", device) if folder else None
-        if done is not None:
-            model.load_state_dict(done["model"])
-            method.load_state_dict(done["method_state"])
-            rows, seconds, history = done["rows"], done["seconds"], done["history"]
-        else:
-            ctx = run.context(t, model, first_state)
-            ctx.teacher = teacher
-            if method.needs_all_teachers:
-                ctx.teachers = [_frozen(_with_state(model, state)) for state in stage_states]
-            partial = folder / f"task{t}.partial.pt" if folder else None
-            history, seconds = _train_stage(run, model, method, ctx, config.epochs_incremental,
-                                            config.seed + t, partial, desc=f"task {t}")
-            rows = run.evaluate(model, t)
-            if folder:
-                atomic_save({"model": model.state_dict(), "method_state": method.state_dict(),
-                             "rows": rows, "seconds": seconds, "history": history},
-                            folder / f"task{t}.pt")
-                partial.unlink(missing_ok=True)
-        run.record(rows)
-        if method.needs_all_teachers:
-            stage_states.append(copy.deepcopy(model.state_dict()))
-        train_seconds.append(seconds)
-        histories.append(history)
-
-    frame = pd.DataFrame(run.records, columns=["kind", "after_task", "task", "metric", "value"])
-    after = frame[frame.kind == "after"].drop(columns="kind").reset_index(drop=True)
-    before = frame[frame.kind == "before"][["task", "metric", "value"]].reset_index(drop=True)
-    old_new = (frame[frame.kind.isin(["old", "new"])].rename(columns={"kind": "subset"})
-               [["subset", "metric", "value"]].reset_index(drop=True))
-    seen = frame[frame.kind == "seen"][["after_task", "metric", "value"]].reset_index(drop=True)
-    model.eval()
-    return IncrementalResult(
-        method=method.name, hparams=method.hparams, tasks=tasks, accuracy=after, before=before,
-        old_new=old_new, train_seconds=train_seconds, histories=histories,
-        first_stage_cached=cached, model=model,
-        model_state={k: v.detach().cpu() for k, v in model.state_dict().items()}, seen=seen)
-
-
-def _with_state(template: EmbeddingNet, state: dict[str, torch.Tensor]) -> EmbeddingNet:
-    """A copy of ``template`` holding ``state`` (the classifier takes the state's size)."""
-    model = copy.deepcopy(template)
-    model.load_state_dict(state)
-    return model
+    for t in progress_bar(range(1, len(tasks)), enabled=config.progress, desc=method.name,
+                          unit="task"):
+        _run_stage(run, model, method, t, first_state, stage_states, folder)
+    return _collect_result(run, method, model, cached)

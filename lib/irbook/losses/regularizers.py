@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from irbook.train.loop import _to_device
+from irbook.train.loop import move_to_device
 
 __all__ = ["ALASSO", "EWC"]
 
@@ -83,7 +83,8 @@ class EWC:
         self._pending: dict[str, Tensor] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: λ, the merged Fisher, θ̃ and the task count."""
+        """Everything needed to resume: λ, the merged Fisher, θ̃ and the task count (plain data
+        and tensors only, readable with ``torch.load(weights_only=True)``)."""
         return {"lambda_": self.lambda_, "fisher": dict(self.fisher),
                 "params_old": dict(self.params_old), "tasks": self.tasks}
 
@@ -119,7 +120,7 @@ class EWC:
                 if max_batches is not None and index >= max_batches:
                     break
                 if device is not None:
-                    batch = _to_device(batch, torch.device(device))
+                    batch = move_to_device(batch, torch.device(device))
                 size = _batch_size(batch)
                 loss = loss_fn(model, batch)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
@@ -203,8 +204,9 @@ class ALASSO:
         self._path: dict[str, Tensor] = {}
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume, including a task in progress."""
-        return {"hyper": (self.lambda_, self.a, self.eps, self.xi),
+        """Everything needed to resume, including a task in progress (tensors, floats, None,
+        lists and dicts only: ``torch.load(weights_only=True)`` reads it)."""
+        return {"hyper": [self.lambda_, self.a, self.eps, self.xi],
                 "importance": dict(self.importance), "direction": dict(self.direction),
                 "center": dict(self.center),
                 "start": None if self._start is None else dict(self._start),

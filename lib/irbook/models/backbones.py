@@ -13,6 +13,8 @@ import torch
 import torchvision.models as tvm
 from torch import Tensor, nn
 
+from irbook.constants import BACKBONES, IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "BACKBONES",
     "IMAGENET_MEAN",
@@ -22,11 +24,6 @@ __all__ = [
     "make_backbone",
     "pretrained_weights_path",
 ]
-
-BACKBONES = ("smallcnn", "resnet18", "resnet50", "resnet101", "vgg16", "mobilenet_v2",
-             "googlenet")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # The classic ImageNet-1k weights of each torchvision network (the first release of each).
 _WEIGHTS = {

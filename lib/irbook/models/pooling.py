@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from irbook.constants import POOLINGS
 from irbook.models import functional as F
 
 __all__ = ["CroW", "GeM", "L2N", "MAC", "POOLINGS", "RMAC", "SPoC", "make_pooling"]
-
-POOLINGS = ("mac", "spoc", "gem", "rmac", "crow")
 
 
 class MAC(nn.Module):

@@ -5,7 +5,12 @@ vectors); ``metric="l2"`` by squared Euclidean distance (smaller first) and retu
 scores. ``backend="faiss"`` uses ``IndexFlatIP``/``IndexFlatL2``, moved to every GPU FAISS sees;
 ``backend="torch"`` computes the score matrix in query chunks and keeps the top k with
 ``torch.topk``, on ``device`` (CUDA when torch sees one). ``backend="auto"`` picks FAISS when it
-can be imported and torch otherwise (the lent GPU machines have torch but no FAISS).
+can be imported (the book installs it: extra ``cpu`` or ``gpu``) and torch otherwise.
+
+Which search serves what: top-k searches (Recall@K, mP@k, the galleries, and the query =
+gallery searches of :func:`top_k_excluding_self`) go through :func:`knn`, hence FAISS.
+:func:`rank_all` (full rankings, for mAP) stays on torch by default: at k = N a full sort of the
+score matrix is several times faster than FAISS's heap selection.
 """
 
 from __future__ import annotations
@@ -216,3 +221,28 @@ def describe_backend(backend: str = "auto", metric: str = "ip", device: Any = No
     import torch
 
     return f"torch {torch.__version__} exact topk ({metric}) on {_torch_device(device)}"
+
+
+def top_k_excluding_self(
+    embeddings: Any, k: int, metric: str = "ip", backend: str = "auto", device: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` neighbours of each row of ``embeddings`` (N, dim) among the other rows.
+
+    For query = gallery evaluation (chapters 5-6: the self-match is removed). Searches
+    ``k + 1`` neighbours with :func:`knn` and removes each row's own index wherever it appears
+    (a tie may rank a duplicate first); a row whose own index is not among them (possible with
+    ``metric="ip"`` on unnormalised vectors) drops its last column. ``k`` is clipped to N - 1.
+    Returns ``(scores float32 (N, k), indices int64 (N, k))``, best first.
+    """
+    embeddings = _as_array_like(embeddings)
+    if len(embeddings.shape) != 2 or embeddings.shape[0] < 2:
+        raise ValueError(f"embeddings must be a 2-D (n, dim) array with n >= 2, got shape "
+                         f"{tuple(embeddings.shape)}")
+    n = int(embeddings.shape[0])
+    k = _check_k(k, n - 1)
+    scores, indices = knn(embeddings, embeddings, k + 1, metric=metric, backend=backend,
+                          device=device)
+    drop = indices == np.arange(n)[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    keep = ~drop
+    return scores[keep].reshape(n, k), indices[keep].reshape(n, k)

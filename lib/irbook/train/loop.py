@@ -5,10 +5,12 @@ Any chapter's objective plugs in through ``loss_fn(model, batch) -> scalar tenso
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ from torch import Tensor, nn
 
 from ..progress import progress_bar
 
-__all__ = ["atomic_save", "fit", "seed_everything"]
+__all__ = ["CheckpointWriteError", "atomic_save", "fit", "load_checkpoint", "move_to_device",
+           "seed_everything"]
 
 
 def seed_everything(seed: int) -> None:
@@ -29,24 +32,78 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class CheckpointWriteError(OSError):
+    """The device ran out of space while a checkpoint (or cached weights) was written."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        super().__init__(f"no space left on the device while writing {self.path}; free some "
+                         "space (or point IRBOOK_CACHE elsewhere) and rerun: finished stages "
+                         "are kept")
+        self.errno = errno.ENOSPC
+
+    def __str__(self) -> str:  # OSError.__str__ would print an errno prefix
+        return str(self.args[0])
+
+
+def _out_of_space(error: BaseException) -> bool:
+    """ENOSPC as an OSError, or torch's zip writer failing (``inline_container`` / ``file write
+    failed`` / errno 28 in a RuntimeError)."""
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    if isinstance(error, RuntimeError):
+        text = str(error).lower()
+        return any(mark in text for mark in ("inline_container", "file write failed",
+                                             "errno 28", "no space left"))
+    return False
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the target folder, then ``os.replace`` it.
 
     A reader never sees a half-written file, and an interrupted save leaves the old one intact.
+    A full disk raises :class:`CheckpointWriteError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp")
         with os.fdopen(handle, "wb") as file:
             torch.save(obj, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if _out_of_space(error):
+            raise CheckpointWriteError(path) from error
         raise
     return path
+
+
+def load_checkpoint(path: str | os.PathLike,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; None when there is none.
+
+    Checkpoints hold tensors and plain data only. A file that cannot be read is moved aside to
+    ``<name>.unreadable`` and reported with a warning naming both paths, so the work it held is
+    redone knowingly, never silently.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is handled the same way
+        aside = path.with_name(path.name + ".unreadable")
+        os.replace(path, aside)
+        warnings.warn(f"checkpoint {path} could not be read ({type(error).__name__}: "
+                      f"{error}); moved it to {aside} and the work it held is redone",
+                      stacklevel=2)
+        return None
 
 
 def _rng_state(loader: Iterable) -> dict[str, Any]:
@@ -76,14 +133,28 @@ def _set_rng_state(state: dict[str, Any], loader: Iterable) -> None:
         generator.set_state(state["loader"])
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy scalars/arrays turned into Python data, so that
+    ``torch.load(weights_only=True)`` reads it back."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(item) for item in value)
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return value
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor inside a (nested) tuple, list or dict batch to ``device``."""
     if isinstance(batch, Tensor):
         return batch.to(device)
     if isinstance(batch, tuple | list):
-        return type(batch)(_to_device(item, device) for item in batch)
+        return type(batch)(move_to_device(item, device) for item in batch)
     if isinstance(batch, dict):
-        return {key: _to_device(value, device) for key, value in batch.items()}
+        return {key: move_to_device(value, device) for key, value in batch.items()}
     return batch
 
 
@@ -109,48 +180,32 @@ def fit(
     model)`` returns. ``scheduler.step()`` runs once per epoch. With ``checkpoint``, the model,
     optimizer, scheduler, history and all random-generator states are saved atomically after
     every epoch, and an existing checkpoint is resumed, so an interrupted run ends with the same
-    weights as an uninterrupted one. The checkpoint is this module's own file (a trusted pickle).
+    weights as an uninterrupted one. The checkpoint holds tensors and plain Python data only and
+    is read with :func:`load_checkpoint` (``weights_only=True``); an unreadable one is moved
+    aside with a warning and training starts again from epoch 1. Records are stored as plain
+    data (NumPy scalars and arrays become Python numbers and lists).
     """
     if epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0; got {epochs}")
     device = torch.device(device)
     seed_everything(seed)
     model.to(device)
-    history: list[dict[str, Any]] = []
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        history = list(state["history"])
-        _set_rng_state(state["rng"], loader)
+    history = _resume(checkpoint, model, optimizer, scheduler, loader)
     epoch_bar = progress_bar(range(len(history) + 1, epochs + 1), enabled=progress, desc=desc,
                              initial=len(history), total=epochs, unit="epoch")
     for epoch in epoch_bar:
-        model.train()
-        started, total, batches = time.perf_counter(), 0.0, 0
+        started = time.perf_counter()
         batch_bar = progress_bar(loader, enabled=progress, desc=f"{desc} {epoch}/{epochs}",
                                  leave=False)
-        for batch in batch_bar:
-            loss = loss_fn(model, _to_device(batch, device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch "
-                                         f"{batches + 1}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, batches = total + loss.item(), batches + 1
-            batch_bar.set_postfix(loss=f"{total / batches:.4f}")
+        loss = _train_epoch(model, batch_bar, loss_fn, optimizer, device, epoch)
         if scheduler is not None:
             scheduler.step()
-        record = {"epoch": epoch, "loss": total / max(batches, 1),
-                  "seconds": time.perf_counter() - started}
+        record = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - started}
         if on_epoch_end is not None:
             record.update(on_epoch_end(epoch, model) or {})
-        history.append(record)
-        epoch_bar.set_postfix(loss=f"{record['loss']:.4f}")
+        history.append(_plain(record))
+        epoch_bar.set_postfix(loss=f"{loss:.4f}")
         if checkpoint is not None:
             atomic_save({
                 "model": model.state_dict(),
@@ -161,3 +216,35 @@ def fit(
                 "rng": _rng_state(loader),
             }, checkpoint)
     return history
+
+
+def _resume(checkpoint: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: Any | None, loader: Iterable) -> list[dict[str, Any]]:
+    """Restore a readable checkpoint into the objects; return its history ([] when none)."""
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    if state is None:
+        return []
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"], loader)
+    return list(state["history"])
+
+
+def _train_epoch(model: nn.Module, batches: Any, loss_fn: Callable[[nn.Module, Any], Tensor],
+                 optimizer: torch.optim.Optimizer, device: torch.device, epoch: int) -> float:
+    """One pass over ``batches`` (a progress bar over the loader); the mean batch loss."""
+    model.train()
+    total, count = 0.0, 0
+    for batch in batches:
+        loss = loss_fn(model, move_to_device(batch, device))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch "
+                                     f"{count + 1}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, count = total + loss.item(), count + 1
+        batches.set_postfix(loss=f"{total / count:.4f}")
+    return total / max(count, 1)

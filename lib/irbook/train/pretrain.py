@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from irbook.train.loop import atomic_save, fit, seed_everything
+from irbook.train.loop import atomic_save, fit, load_checkpoint, seed_everything
 
 __all__ = ["pretrain_classifier", "pretrain_config"]
 
@@ -45,15 +45,14 @@ def pretrain_config(backbone: nn.Module, train_set, num_classes: int, *, epochs:
 
 
 def _cached_state(cache_path: Path, config: dict) -> dict | None:
-    if not cache_path.is_file():
-        return None
-    try:
-        payload = torch.load(cache_path, map_location="cpu", weights_only=True)
-    except Exception:  # a damaged cache is rebuilt
-        return None
+    """The cached state dict saved with ``config``; None when absent, stale or unreadable.
+
+    An unreadable file is moved aside with a warning by :func:`load_checkpoint`.
+    """
+    payload = load_checkpoint(cache_path)
     if not isinstance(payload, dict) or payload.get("config") != config:
         return None
-    return payload["state_dict"]
+    return payload.get("state_dict")
 
 
 def _cross_entropy(model: nn.Module, batch: Any) -> torch.Tensor:

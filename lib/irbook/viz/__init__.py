@@ -1,6 +1,7 @@
 """The book's plots: one theme, retrieval galleries, bar charts of results."""
 
 from .gallery import GalleryRow, plot_galleries, plot_gallery
+from .grams import plot_grams
 from .plots import plot_lines, plot_map_bars, plot_metric_panels, plot_scatter_panels
 from .theme import (
     BOOK_WIDTH_IN,
@@ -20,6 +21,7 @@ __all__ = [
     "label_palette",
     "plot_galleries",
     "plot_gallery",
+    "plot_grams",
     "plot_lines",
     "plot_map_bars",
     "plot_metric_panels",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 
-from irbook.data.synth.instance import _positive, texture_size
+from irbook.data.synth.instance import require_positive, texture_size
 from irbook.data.synth.patterns import (
     PatternSpec,
     ViewKind,
@@ -51,7 +51,8 @@ def write_classification(
     ``val_per_class`` defaults to ``max(2, per_class // 4)``. Returns ``root``.
     """
     val = max(2, per_class // 4) if val_per_class is None else val_per_class
-    _positive(n_classes=n_classes, per_class=per_class, image_size=image_size, val_per_class=val)
+    require_positive(n_classes=n_classes, per_class=per_class, image_size=image_size,
+                     val_per_class=val)
     root = Path(root)
     for c in range(n_classes):
         spec = class_spec(seed, c)

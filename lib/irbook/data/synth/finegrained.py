@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from irbook.data.finegrained import FINEGRAINED_DATASETS, FOLDERS
-from irbook.data.synth.instance import _positive
+from irbook.data.synth.instance import require_positive
 from irbook.data.synth.patterns import ViewParams, _hsv, _photometric, make_background, make_rng
 from irbook.data.synth.store import ensure_generated, save_jpeg, write_json
 
@@ -189,7 +189,7 @@ def design_classes(seed: int, dataset: str, n_classes: int,
     if dataset not in FINEGRAINED_DATASETS:
         raise ValueError(f"dataset must be one of {list(FINEGRAINED_DATASETS)}, got {dataset!r}")
     per = CLASSES_PER_SPECIES[dataset] if classes_per_species is None else classes_per_species
-    _positive(n_classes=n_classes, classes_per_species=per)
+    require_positive(n_classes=n_classes, classes_per_species=per)
     if per > MAX_CLASSES_PER_SPECIES:
         raise ValueError(f"classes_per_species must be at most {MAX_CLASSES_PER_SPECIES}, "
                          f"got {per}")
@@ -420,7 +420,7 @@ def write_cub200(root: str | PathLike[str], *, seed: int, n_classes: int, per_cl
                  image_size: int, classes_per_species: int | None = None) -> Path:
     """Write ``<root>/CUB_200_2011/`` (classes.txt, images.txt, image_class_labels.txt,
     train_test_split.txt, bounding_boxes.txt, images/<class>/<name>.jpg). Returns ``root``."""
-    _positive(per_class=per_class, image_size=image_size)
+    require_positive(per_class=per_class, image_size=image_size)
     classes = design_classes(seed, "cub200", n_classes, classes_per_species)
     folder = Path(root) / FOLDERS["cub200"]
     lines: dict[str, list[str]] = {k: [] for k in ("classes", "images", "image_class_labels",
@@ -478,7 +478,7 @@ def write_stanford_dogs(root: str | PathLike[str], *, seed: int, n_classes: int,
     """Write ``<root>/StanfordDogs/Images/<wnid>-<breed>/<wnid>_<k>.jpg`` and
     ``lists/{file,train,test}_list.mat`` (``file_list``, ``annotation_list``, ``labels``
     1-based); wnids are made up (``n99...``). No Annotation/ folder. Returns ``root``."""
-    _positive(per_class=per_class, image_size=image_size)
+    require_positive(per_class=per_class, image_size=image_size)
     classes = design_classes(seed, "dogs", n_classes, classes_per_species)
     folder = Path(root) / FOLDERS["dogs"]
     lists: dict[str, tuple[list[str], list[int]]] = {k: ([], []) for k in ("file", "train",
@@ -506,7 +506,7 @@ def write_cifar100(root: str | PathLike[str], *, seed: int, n_classes: int,
     ``filenames``). ``meta`` lists exactly ``n_classes`` fine names (not 100) and one coarse
     name per species. Images are stored in a seeded random order, as in the real files.
     Returns ``root``."""
-    _positive(per_class_train=per_class_train, per_class_test=per_class_test)
+    require_positive(per_class_train=per_class_train, per_class_test=per_class_test)
     classes = design_classes(seed, "cifar100", n_classes, classes_per_species)
     folder = Path(root) / FOLDERS["cifar100"]
     folder.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from irbook.constants import INSTANCE_BENCHMARKS, REVISITED_BENCHMARKS
 from irbook.data.synth.patterns import (
     ViewInfo,
     ViewKind,
@@ -52,7 +53,7 @@ DATASET_STYLE = {
     "holidays": "scene",
     "ukbench": "product",
 }
-SUITE_PARTS = ("roxford5k", "rparis6k", "holidays", "ukbench")
+SUITE_PARTS = INSTANCE_BENCHMARKS
 DISTRACTOR_OBJECT_RATE = 0.7  # share of distractors that show a (non-landmark) pattern
 
 SCALES: dict[str, dict] = {
@@ -77,7 +78,8 @@ SCALES: dict[str, dict] = {
 }
 
 
-def _positive(**values: int) -> None:
+def require_positive(**values: int) -> None:
+    """Raise ValueError naming the first value that is not a positive integer."""
     for key, value in values.items():
         if not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{key} must be a positive integer, got {value!r}")
@@ -173,10 +175,10 @@ def write_revisited(
     ``easy``, ``hard`` and ``junk`` are numbers of database views per landmark. Returns the
     dataset folder.
     """
-    if name not in ("roxford5k", "rparis6k"):
+    if name not in REVISITED_BENCHMARKS:
         raise ValueError(f"name must be 'roxford5k' or 'rparis6k', got {name!r}")
-    _positive(n_landmarks=n_landmarks, queries_per_landmark=queries_per_landmark,
-              image_size=image_size)
+    require_positive(n_landmarks=n_landmarks, queries_per_landmark=queries_per_landmark,
+                     image_size=image_size)
     _non_negative(easy=easy, hard=hard, junk=junk, n_distractors=n_distractors)
     folder = Path(root) / name
 
@@ -219,8 +221,8 @@ def write_oxford_original(
     like the Oxford VGG release (``name`` = ``oxford5k`` or ``paris6k``)."""
     if name not in ("oxford5k", "paris6k"):
         raise ValueError(f"name must be 'oxford5k' or 'paris6k', got {name!r}")
-    _positive(n_landmarks=n_landmarks, queries_per_landmark=queries_per_landmark,
-              image_size=image_size)
+    require_positive(n_landmarks=n_landmarks, queries_per_landmark=queries_per_landmark,
+                     image_size=image_size)
     _non_negative(good=good, ok=ok, junk=junk, n_distractors=n_distractors)
     folder = Path(root) / name
     paris = name == "paris6k"
@@ -264,7 +266,7 @@ def write_holidays(
 ) -> Path:
     """Write ``<root>/holidays/jpg/NNNNNN.jpg``: ``n_groups`` scenes with ``group_size``
     (inclusive range) photos each; the first (``NNNN00``) is the query."""
-    _positive(n_groups=n_groups, image_size=image_size)
+    require_positive(n_groups=n_groups, image_size=image_size)
     lo, hi = group_size
     if not (2 <= lo <= hi <= 100):
         raise ValueError(f"group_size must be (lo, hi) with 2 <= lo <= hi <= 100, got {group_size}")
@@ -288,7 +290,7 @@ def write_holidays(
 
 def write_ukbench(root: str | PathLike[str], *, seed: int, n_groups: int, image_size: int) -> Path:
     """Write ``<root>/ukbench/full/ukbenchNNNNN.jpg``: 4 views of each of ``n_groups`` objects."""
-    _positive(n_groups=n_groups, image_size=image_size)
+    require_positive(n_groups=n_groups, image_size=image_size)
     folder = Path(root) / "ukbench"
     meta = {}
     for g in range(n_groups):
@@ -318,7 +320,7 @@ def ensure_instance_suite(
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
     preset = SCALES[scale]
     size = preset["image_size"] if image_size is None else image_size
-    _positive(image_size=size)
+    require_positive(image_size=size)
     make_rng(seed)  # validates the seed
     config = {"kind": "instance_suite", "version": GENERATOR_VERSION, "seed": seed,
               "scale": scale, "image_size": size, "preset": preset}

@@ -1,0 +1,445 @@
+"""Chapter 2: off-the-shelf convolutional features for instance retrieval.
+
+A frozen backbone turns every image into conv maps once; each pooling (MAC, SPoC, GeM, R-MAC,
+CroW) turns the maps into one L2-normalised descriptor; optional PCA-whitening is learned on a
+*companion* collection (Paris for Oxford and the other way round, as in the R-MAC and CroW
+papers); the inner-product ranking is scored with each benchmark's own protocol. Every score is
+kept per query, so the claims can be bootstrapped over the queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import protocol
+from ..claims import Comparison, Evidence, evaluate_claim
+from ..constants import BACKBONE_NAMES, INSTANCE_BENCHMARKS, POOLINGS
+from ..data import synth
+from ..data.errors import require
+from ..data.images import ImageListDataset, check_images, load_image
+from ..data.instance import HOW_TO_GET, InstanceBenchmark, load_instance_benchmark
+from ..metrics import mean_average_precision, setup_ground_truth
+from ..models import extract_pooled, fit_pca_whitening, make_backbone, require_pretrained_weights
+from ..params import Param, ParamSpec
+from ..paths import data_root
+from ..search import knn, rank_all
+from ..train.standin import standin_backbone
+from ..viz import GalleryRow
+from . import COMMON_DEFAULTS, COMMON_PARAMS, Chapter, Session, start
+
+BENCHMARKS = INSTANCE_BENCHMARKS
+WHITENING_COMPANION = {"roxford5k": "rparis6k", "rparis6k": "roxford5k",
+                       "holidays": "rparis6k", "ukbench": "rparis6k"}
+SYNTH_IMAGE_SIZE = {"smoke": 96, "demo": 160}
+REVISITED_SETUPS = {"easy": "mAP E", "medium": "mAP M", "hard": "mAP H"}
+
+
+def preflight(params: dict) -> None:
+    """Fail before any work: real datasets, their images, or pretrained weights a run needs."""
+    if params["backbone"] != "smallcnn" and params["pretrained"]:
+        require_pretrained_weights(params["backbone"])
+    if not params["synthetic"]:
+        root = data_root(False, params["data_root"])
+        for name in benchmarks_needed(params["dataset"], params["whitening"]):
+            require(root / name, name, HOW_TO_GET[name])
+            bench = load_instance_benchmark(root, name)
+            check_images([*bench.db_paths, *bench.query_paths], name, sample=200)
+
+
+CHAPTER = Chapter(
+    key="ch02",
+    title="Deep image retrieval: off-the-shelf features",
+    notebook="notebooks/ch02_deep_image_retrieval.ipynb",
+    preflight=preflight,
+    thesis_tables=("2.1", "2.2", "2.3"),
+    spec=ParamSpec(
+        params=(
+            *COMMON_PARAMS,
+            Param("backbone", str, "network whose last conv maps are pooled",
+                  choices=BACKBONE_NAMES),
+            Param("pretrained", bool, "smallcnn: pre-train on synthetic classes; torchvision: "
+                  "ImageNet weights from the local torch cache"),
+            Param("pretrain_epochs", int, "epochs of the smallcnn stand-in pre-training",
+                  low=0, high=500),
+            Param("pooling", str, "pooling of the conv maps; all compares the five",
+                  choices=("all", *POOLINGS)),
+            Param("whitening", str, "PCA-whitening: both compares with and without",
+                  choices=("both", "none", "pca")),
+            Param("whitening_dim", int, "dimensions kept by PCA-whitening; 0 keeps all that "
+                  "the whitening set supports", low=0, high=8192),
+            Param("image_size", int, "longer image side in pixels", low=32, high=2048),
+            Param("dataset", str, "benchmark(s) to evaluate", choices=("all", *BENCHMARKS)),
+            Param("gallery_queries", int, "queries shown in the retrieval gallery", low=0,
+                  high=20),
+        ),
+        profiles={
+            "smoke": dict(COMMON_DEFAULTS["smoke"], backbone="smallcnn", pretrained=True,
+                          pretrain_epochs=2, pooling="all", whitening="both", whitening_dim=0,
+                          image_size=64, dataset="all", gallery_queries=2),
+            "demo": dict(COMMON_DEFAULTS["demo"], backbone="smallcnn", pretrained=True,
+                         pretrain_epochs=12, pooling="all", whitening="both",
+                         whitening_dim=128, image_size=128, dataset="all", gallery_queries=3),
+            "full": dict(COMMON_DEFAULTS["full"], backbone="resnet101", pretrained=True,
+                         pretrain_epochs=0, pooling="all", whitening="both", whitening_dim=0,
+                         image_size=1024, dataset="all", gallery_queries=3),
+        },
+    ),
+)
+
+
+def setup(namespace: Mapping[str, Any]) -> Session:
+    """The first code cell of chapter 2: ``run = ch02.setup(globals())``."""
+    run = start(CHAPTER.key, namespace)
+    run.report.deviations = protocol.deviations(protocol_table(run.params))
+    return run
+
+
+def synth_scale(profile: str) -> str:
+    """Size of the synthetic suite: the smoke profile gets the tiny preset."""
+    return "smoke" if profile == "smoke" else "demo"
+
+
+def evaluated_benchmarks(params: Mapping[str, Any]) -> list[str]:
+    return list(BENCHMARKS) if params["dataset"] == "all" else [params["dataset"]]
+
+
+def poolings_of(params: Mapping[str, Any]) -> list[str]:
+    return list(POOLINGS) if params["pooling"] == "all" else [params["pooling"]]
+
+
+def whitenings_of(params: Mapping[str, Any]) -> list[str]:
+    return ["none", "pca"] if params["whitening"] == "both" else [params["whitening"]]
+
+
+def benchmarks_needed(dataset: str, whitening: str) -> list[str]:
+    """Benchmarks to evaluate, plus the companions that whitening is learned on."""
+    evaluated = list(BENCHMARKS) if dataset == "all" else [dataset]
+    if whitening != "none":
+        evaluated += [WHITENING_COMPANION[name] for name in evaluated]
+    return list(dict.fromkeys(evaluated))
+
+
+# --- protocol: thesis vs this run ------------------------------------------------------------
+
+def protocol_values(params: Mapping[str, Any]) -> dict[str, str]:
+    """This run's value of every item of ``data/thesis_protocols/ch02.csv``."""
+    synthetic = "synthetic, in the official layouts" if params["synthetic"] else "real"
+    backbone = ("small CNN pre-trained on disjoint synthetic classes (ImageNet stand-in)"
+                if params["backbone"] == "smallcnn" else
+                f"{params['backbone']}, ImageNet" if params["pretrained"] else
+                f"{params['backbone']}, random weights")
+    return {
+        "data": f"revisited Oxford/Paris, Holidays, UKBench ({synthetic})",
+        "backbone": backbone,
+        "image size": f"{params['image_size']} px longer side",
+        "whitening": ("PCA, learned on the companion collection" if params["whitening"] != "none"
+                      else "none"),
+        "Oxford/Paris version": "revisited (2018), Easy/Medium/Hard",
+        "metric": "mAP (trapezoid AP), N-S score on UKBench",
+    }
+
+
+DEVIATION_REASONS = {
+    "data": "the real datasets cannot be downloaded here; the synthetic stand-ins are read by "
+            "the same loaders",
+    "backbone": "no ImageNet weights offline on a CPU profile; a frozen network trained on "
+                "other classes plays their part",
+    "image size": "CPU time",
+    "whitening": "switched off by the whitening parameter",
+    "Oxford/Paris version": "the original 2007 ground truth has known errors; the revisited "
+                            "one is the current standard",
+}
+
+
+def protocol_table(params: Mapping[str, Any]) -> pd.DataFrame:
+    """Table "protocol: thesis vs this run" with the reason of every deviation."""
+    return protocol.protocol_table("ch02", protocol_values(params), DEVIATION_REASONS)
+
+
+# --- data and features -----------------------------------------------------------------------
+
+def open_benchmarks(names: Iterable[str], *, synthetic: bool, root: str | Path | None,
+                    seed: int, scale: str) -> dict[str, InstanceBenchmark]:
+    """Load benchmarks from their official layouts, writing the synthetic ones first if asked."""
+    folder = data_root(synthetic, root)
+    if synthetic:
+        folder = folder if root else folder / scale
+        synth.ensure_instance_suite(folder, seed=seed, scale=scale,
+                                    image_size=SYNTH_IMAGE_SIZE[scale])
+    return {name: load_instance_benchmark(folder, name) for name in names}
+
+
+def load_benchmarks(run: Session) -> dict[str, InstanceBenchmark]:
+    """The benchmarks the run evaluates and the companions whitening is learned on."""
+    p = run.params
+    return open_benchmarks(benchmarks_needed(p["dataset"], p["whitening"]),
+                           synthetic=p["synthetic"], root=p["data_root"], seed=p["seed"],
+                           scale=synth_scale(p["profile"]))
+
+
+def benchmark_summary(benchmarks: dict[str, InstanceBenchmark]) -> pd.DataFrame:
+    """One row per benchmark: protocol, database size, number of queries."""
+    rows = [{"benchmark": name, "protocol": b.protocol, "database images": len(b.db_paths),
+             "queries": len(b.query_paths)} for name, b in benchmarks.items()]
+    return pd.DataFrame(rows).set_index("benchmark")
+
+
+def prepare_backbone(name: str, pretrained: bool, *, seed: int, scale: str, epochs: int,
+                     device: str, progress: bool = True) -> torch.nn.Module:
+    """A frozen backbone in eval mode: torchvision (cached ImageNet weights) or the stand-in."""
+    if name == "smallcnn" and pretrained:
+        backbone = standin_backbone(seed=seed, scale=scale, epochs=epochs, device=device,
+                                    progress=progress)
+    else:
+        torch.manual_seed(seed)
+        backbone = make_backbone(name, pretrained=pretrained)
+    return backbone.to(device).eval()
+
+
+@dataclass
+class BenchmarkDescriptors:
+    """A benchmark with, per pooling, the descriptors of its queries and database images."""
+
+    benchmark: InstanceBenchmark
+    query: dict[str, np.ndarray]
+    db: dict[str, np.ndarray]
+
+
+def describe(backbone: torch.nn.Module, bench: InstanceBenchmark, poolings: Sequence[str],
+             image_size: int, device: str, progress: bool = True) -> BenchmarkDescriptors:
+    """Pooled descriptors of every database image and query (queries cropped to their box)."""
+    db = ImageListDataset(bench.db_paths, max_size=image_size)
+    db_desc = extract_pooled(backbone, db, poolings, device=device, progress=progress,
+                             desc=f"{bench.name} database")
+    if bench.query_db_index is not None:
+        query_desc = {name: d[bench.query_db_index] for name, d in db_desc.items()}
+    else:
+        queries = ImageListDataset(bench.query_paths, boxes=bench.query_boxes, max_size=image_size)
+        query_desc = extract_pooled(backbone, queries, poolings, device=device,
+                                    progress=progress, desc=f"{bench.name} queries")
+    return BenchmarkDescriptors(bench, query_desc, db_desc)
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+def evaluate_per_query(bench: InstanceBenchmark, query_desc: np.ndarray, db_desc: np.ndarray,
+                       device: str | None = None) -> dict[str, np.ndarray]:
+    """Per-query scores of an inner-product ranking under the benchmark's protocol: AP in
+    percent (NaN for a query without positives in a setup), or the N-S count (0-4)."""
+    if bench.protocol == "ukbench":
+        _, top = knn(query_desc, db_desc, k=4, metric="ip")
+        groups = bench.db_groups
+        hits = groups[top] == groups[bench.query_db_index][:, None]
+        return {"N-S": hits.sum(axis=1).astype(float)}
+    rankings = rank_all(query_desc, db_desc, metric="ip", device=device)
+    if bench.protocol == "revisited":
+        return {metric: 100 * mean_average_precision(
+                    rankings, [setup_ground_truth(g, setup) for g in bench.gnd])[1]
+                for setup, metric in REVISITED_SETUPS.items()}
+    return {"mAP": 100 * mean_average_precision(rankings, bench.gnd)[1]}
+
+
+def learn_whitening(learned_on: np.ndarray, whitening_dim: int = 0):
+    """PCA-whitening of a companion collection; ``whitening_dim`` 0 keeps all it supports."""
+    supported = min(learned_on.shape[1], learned_on.shape[0] - 1)
+    dim = min(whitening_dim, supported) if whitening_dim else supported
+    return fit_pca_whitening(learned_on, dim=dim)
+
+
+def per_query_scores(descriptors: dict[str, BenchmarkDescriptors], evaluated: Sequence[str],
+                     poolings: Sequence[str], whitenings: Sequence[str],
+                     whitening_dim: int = 0, device: str | None = None
+                     ) -> dict[tuple[str, str, str, str], np.ndarray]:
+    """(benchmark, pooling, whitening, metric) → per-query scores, every combination."""
+    scores = {}
+    for pooling in poolings:
+        for name in evaluated:
+            found = descriptors[name]
+            for whitening in whitenings:
+                q, d = found.query[pooling], found.db[pooling]
+                if whitening == "pca":
+                    white = learn_whitening(descriptors[WHITENING_COMPANION[name]].db[pooling],
+                                            whitening_dim)
+                    q, d = white.apply(q), white.apply(d)
+                for metric, values in evaluate_per_query(found.benchmark, q, d, device).items():
+                    scores[(name, pooling, whitening, metric)] = values
+    return scores
+
+
+def score_table(scores: Mapping[int, Mapping[tuple, np.ndarray]]) -> pd.DataFrame:
+    """Long table (benchmark, pooling, whitening, metric, value): the mean over queries, then
+    over the seeds of ``scores`` (seed → :func:`per_query_scores`)."""
+    rows = [dict(seed=seed, benchmark=b, pooling=p, whitening=w, metric=m,
+                 value=float(np.nanmean(values)))
+            for seed, per_seed in scores.items() for (b, p, w, m), values in per_seed.items()]
+    frame = pd.DataFrame(rows)
+    return (frame.groupby(["benchmark", "pooling", "whitening", "metric"], sort=False)
+            .value.mean().reset_index())
+
+
+@dataclass
+class OffTheShelfRun:
+    """The features and scores of one seed (the stand-in backbone depends on the seed)."""
+
+    descriptors: dict[str, BenchmarkDescriptors]
+    scores: dict[tuple[str, str, str, str], np.ndarray]
+
+
+def run_offtheshelf(run: Session, benchmarks: dict[str, InstanceBenchmark]
+                    ) -> dict[int, OffTheShelfRun]:
+    """Every seed of the run: backbone, descriptors of every benchmark, per-query scores."""
+    p, results = run.params, {}
+    for seed in run.seeds:
+        net = prepare_backbone(p["backbone"], p["pretrained"], seed=seed,
+                               scale=synth_scale(p["profile"]), epochs=p["pretrain_epochs"],
+                               device=run.device)
+        descriptors = {name: describe(net, bench, poolings_of(p), p["image_size"], run.device)
+                       for name, bench in benchmarks.items()}
+        scores = per_query_scores(descriptors, evaluated_benchmarks(p), poolings_of(p),
+                                  whitenings_of(p), p["whitening_dim"], run.device)
+        results[seed] = OffTheShelfRun(descriptors, scores)
+    run.state["results"] = results
+    return results
+
+
+def record_table(run: Session, table: pd.DataFrame) -> None:
+    """Every number of the score table into ``results.json`` (not glued)."""
+    for row in table.itertuples():
+        run.report.metric(f"{row.benchmark}/{row.metric}/{row.pooling}/{row.whitening}",
+                          round(row.value, 2), glue=False)
+
+
+def best_configuration(run: Session, table: pd.DataFrame) -> pd.Series:
+    """The best (pooling, whitening) by mAP (Medium on the revisited sets), glued."""
+    best = table[table["metric"].isin(["mAP M", "mAP"])].sort_values("value").iloc[-1]
+    run.report.metric("best_config",
+                      f"{best.pooling} with whitening '{best.whitening}' on {best.benchmark}")
+    run.report.metric("best_value", round(best.value, 1))
+    return best
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+def _evidence(results: Mapping[int, OffTheShelfRun]) -> list[Evidence]:
+    """One :class:`Evidence` per seed: every mAP-type score array, NaN queries dropped (they
+    have no positives in that setup, whatever the ranking, so the query sets still pair)."""
+    out = []
+    for seed, result in results.items():
+        evidence = Evidence(seed)
+        for (bench, pooling, whitening, metric), values in result.scores.items():
+            if metric.startswith("mAP"):
+                keep = ~np.isnan(values)
+                evidence.add(_name(bench, pooling, whitening, metric), values[keep],
+                             query_set=f"{bench}/{metric}")
+        out.append(evidence)
+    return out
+
+
+def _name(bench: str, pooling: str, whitening: str, metric: str) -> str:
+    return f"{metric} {bench} {pooling} {whitening}"
+
+
+def _map_keys(results: Mapping[int, OffTheShelfRun]) -> list[tuple[str, str, str, str]]:
+    first = next(iter(results.values()))
+    return [key for key in first.scores if key[3].startswith("mAP")]
+
+
+def whitening_claim(results, evidence):
+    """PCA-whitening raises the mean mAP over every (benchmark, pooling, setup) (Table 2.2)."""
+    keys = _map_keys(results)
+    if {k[2] for k in keys} != {"none", "pca"}:
+        return None
+    plus = tuple(_name(*k) for k in keys if k[2] == "pca")
+    minus = tuple(_name(*k) for k in keys if k[2] == "none")
+    return evaluate_claim(
+        "ch02.whitening_helps", "PCA-whitening raises the mAP of off-the-shelf descriptors",
+        "Table 2.2", [Comparison("PCA-whitened − raw, mean mAP", plus, minus)], evidence)
+
+
+def weighted_pooling_claim(results, evidence):
+    """R-MAC, CroW and GeM each beat SPoC in mean mAP (Table 2.2, Figure 2.12b)."""
+    keys = _map_keys(results)
+    if not {"spoc", "rmac", "crow", "gem"} <= {k[1] for k in keys}:
+        return None
+
+    def names(pooling):
+        return tuple(_name(*k) for k in keys if k[1] == pooling)
+
+    comparisons = [Comparison(f"{p} − spoc, mean mAP", names(p), names("spoc"))
+                   for p in ("rmac", "crow", "gem")]
+    return evaluate_claim("ch02.weighted_beats_spoc", "R-MAC, CroW and GeM beat plain SPoC",
+                          "Table 2.2, Figure 2.12b", comparisons, evidence)
+
+
+def hard_is_harder_claim(results, evidence):
+    """Easy ≥ Medium ≥ Hard on each revisited benchmark (the book's reading of the protocol)."""
+    keys = [k for k in _map_keys(results) if k[3] in REVISITED_SETUPS.values()]
+    if not keys:
+        return None
+    comparisons = []
+    for bench in dict.fromkeys(k[0] for k in keys):
+        def names(metric, bench=bench):
+            return tuple(_name(*k) for k in keys if k[0] == bench and k[3] == metric)
+        comparisons += [Comparison(f"E − M, {bench}", names("mAP E"), names("mAP M")),
+                        Comparison(f"M − H, {bench}", names("mAP M"), names("mAP H"))]
+    return evaluate_claim(
+        "ch02.hard_is_harder", "Hard queries score below Medium ones, Medium below Easy", "book",
+        comparisons, evidence)
+
+
+CLAIMS = (whitening_claim, weighted_pooling_claim, hard_is_harder_claim)
+CLAIM_IDS = ("ch02.whitening_helps", "ch02.weighted_beats_spoc", "ch02.hard_is_harder")
+
+
+def check_claims(run: Session) -> pd.DataFrame:
+    """Every claim of the chapter on this run; the ones the run cannot test are skipped."""
+    results = run.state["results"]
+    evidence = _evidence(results)
+    checked = [claim for check in CLAIMS if (claim := check(results, evidence)) is not None]
+    for claim in checked:
+        run.report.add_claim(claim)
+    for missing in sorted(set(CLAIM_IDS) - {c.id for c in checked}):
+        run.report.skip_claim(missing, "this run's pooling/whitening/dataset choice")
+    run.report.save()
+    return run.report.claims_frame()
+
+
+# --- gallery ---------------------------------------------------------------------------------
+
+def result_labels(bench: InstanceBenchmark, query: int, ranked: Sequence[int]) -> list[str]:
+    """positive / junk / negative for each ranked database image (Medium setup if revisited)."""
+    gnd = bench.gnd[query]
+    if bench.protocol == "revisited":
+        positives = set(np.concatenate([gnd["easy"], gnd["hard"]]).tolist())
+    else:
+        positives = set(np.asarray(gnd["ok"]).tolist())
+    junk = set(np.asarray(gnd.get("junk", [])).tolist())
+    return ["positive" if i in positives else "junk" if i in junk else "negative"
+            for i in ranked]
+
+
+def gallery_rows(found: BenchmarkDescriptors, pooling: str, queries: Sequence[int],
+                 k: int = 10) -> list[GalleryRow]:
+    """Inputs of :func:`irbook.viz.plot_galleries`: each query's top ``k`` (top-k search)."""
+    bench, queries = found.benchmark, list(queries)
+    if not queries:
+        return []
+    _, top = knn(found.query[pooling][queries], found.db[pooling], k=k + 1, metric="ip")
+    rows = []
+    for q, ranking in zip(queries, top, strict=True):
+        ranked = [int(i) for i in ranking if bench.query_db_index is None
+                  or i != bench.query_db_index[q]][:k]
+        rows.append(GalleryRow(
+            query_image=load_image(bench.query_paths[q]),
+            query_box=bench.query_boxes[q],
+            result_images=[load_image(bench.db_paths[i]) for i in ranked],
+            labels=result_labels(bench, q, ranked),
+        ))
+    return rows
