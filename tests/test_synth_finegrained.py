@@ -23,7 +23,12 @@ from irbook.data.synth import (
 )
 from irbook.data.synth.finegrained import DETAILS, design_classes, draw_animal, render_image
 from irbook.data.synth.patterns import make_rng
-from irbook.data.tasks import THESIS_SCHEDULES, scaled_schedule, task_classes
+from irbook.data.tasks import (
+    THESIS_SCHEDULES,
+    incremental_schedule,
+    task_classes,
+    thesis_old_fraction,
+)
 
 TINY = {"n_classes": 5, "per_class": 5, "image_size": 32, "classes_per_species": 2}
 
@@ -186,19 +191,22 @@ def test_task_classes_at_once_remainder_and_errors():
         task_classes(5, 0)
 
 
-def test_scaled_schedule_keeps_the_thesis_proportions():
+def test_incremental_schedule_keeps_the_thesis_proportions():
     for name, total in (("cub200", 200), ("dogs", 120), ("cifar100", 100)):
-        assert scaled_schedule(name, total) == THESIS_SCHEDULES[name]
-    assert scaled_schedule("cub200", 16) == {"n_old": 8, "group_size": 2}
-    assert scaled_schedule("dogs", 40) == {"n_old": 20, "group_size": 5}
-    assert scaled_schedule("cifar100", 20) == {"n_old": 4, "group_size": 4}
-    assert scaled_schedule("cub200", 12) == {"n_old": 8, "group_size": 1}  # remainder -> old
+        tasks = incremental_schedule(total, 4, thesis_old_fraction(name))
+        expected = task_classes(total, **THESIS_SCHEDULES[name])
+        assert [t.tolist() for t in tasks] == [t.tolist() for t in expected]
+    assert [len(t) for t in incremental_schedule(16, 4, 0.5)] == [8, 2, 2, 2, 2]
+    assert [len(t) for t in incremental_schedule(40, 4, 0.2)] == [8, 8, 8, 8, 8]
+    assert [len(t) for t in incremental_schedule(16, 3, 0.5)] == [8, 3, 3, 2]  # as equal as can be
+    assert [len(t) for t in incremental_schedule(16, None, 0.5)] == [8, 8]
     for scale in FINEGRAINED_SCALES.values():
         for name, preset in scale.items():
-            tasks = task_classes(preset["n_classes"], **scaled_schedule(name,
-                                                                        preset["n_classes"]))
+            tasks = incremental_schedule(preset["n_classes"], 4, thesis_old_fraction(name))
             assert len(tasks) == 5 and len({len(t) for t in tasks[1:]}) == 1
-    with pytest.raises(ValueError, match="n_classes"):
-        scaled_schedule("cub200", 4)
+    with pytest.raises(ValueError, match="n_groups must be from 1 to 2"):
+        incremental_schedule(4, 3, 0.5)
+    with pytest.raises(ValueError, match="old_fraction"):
+        incremental_schedule(10, 2, 1.0)
     with pytest.raises(ValueError, match="name must be one of"):
-        scaled_schedule("cars", 40)
+        thesis_old_fraction("cars")

@@ -81,9 +81,9 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
+    from .chapters.ch02 import SYNTH_IMAGE_SIZE
     from .data import synth
     from .paths import synthetic_dir
-    from .retrieval import SYNTH_IMAGE_SIZE
 
     root = synth.ensure_instance_suite(synthetic_dir() / args.profile, seed=args.seed,
                                        scale=args.profile,

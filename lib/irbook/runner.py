@@ -246,6 +246,8 @@ def write_results(out_dir: Path, key: str, params: Mapping[str, Any], wall_time:
     }
     if "seeds" in reported:
         results["seeds"] = reported["seeds"]
+    if reported.get("claims_skipped"):
+        results["claims_skipped"] = reported["claims_skipped"]
     target = out_dir / "results.json"
     target.write_text(json.dumps(results, indent=2))
     return target

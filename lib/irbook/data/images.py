@@ -14,10 +14,8 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import functional as TF
 
+from irbook.constants import IMAGENET_MEAN, IMAGENET_STD
 from irbook.data.errors import DatasetCorruptError, DatasetNotFoundError, require
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 Box = tuple[float, float, float, float]
 

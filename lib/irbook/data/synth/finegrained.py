@@ -53,9 +53,9 @@ SCALES: dict[str, dict[str, dict[str, int]]] = {
         "cifar100": {"n_classes": 20, "per_class_train": 10, "per_class_test": 5},
     },
     "demo": {
-        "cub200": {"n_classes": 40, "per_class": 40, "image_size": 64},
-        "dogs": {"n_classes": 40, "per_class": 40, "image_size": 64},
-        "cifar100": {"n_classes": 40, "per_class_train": 40, "per_class_test": 10},
+        "cub200": {"n_classes": 40, "per_class": 100, "image_size": 64},
+        "dogs": {"n_classes": 40, "per_class": 100, "image_size": 64},
+        "cifar100": {"n_classes": 40, "per_class_train": 40, "per_class_test": 25},
     },
 }
 CLASSES_PER_SPECIES = {"cub200": 4, "dogs": 4, "cifar100": 5}  # CIFAR-100: 5 per superclass
