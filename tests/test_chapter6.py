@@ -1,282 +1,321 @@
-"""Chapter-6 helpers: method variants, schedules, tables, Gram matrices, galleries, claims."""
+"""Chapter 6: line-ups, protocol, tables, Gram matrices, and every claim on planted evidence."""
 
-from types import SimpleNamespace
+import copy
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 
-from irbook.data.finegrained import LabelledSet
-from irbook.incremental import chapter6 as ch6
-from irbook.incremental.methods import Correlation, CorrelationFE, Finetune, TaskContext
-
-
-class FakeResult:
-    """The parts of IncrementalResult the helpers read: tasks, matrix(metric), before."""
-
-    def __init__(self, tasks, matrices, before=None):
-        self.tasks = [np.asarray(t) for t in tasks]
-        self._matrices = {k: np.asarray(v, dtype=float) for k, v in matrices.items()}
-        self.before = pd.DataFrame(before or [], columns=["task", "metric", "value"])
-
-    def matrix(self, metric="R@1"):
-        return self._matrices[metric]
-
+from irbook.chapters import Session, ch06
+from irbook.claims import Evidence, evaluate_claim
+from irbook.incremental import experiments as ex
+from irbook.incremental.methods import METHODS, make_method
+from irbook.incremental.runner import IncrementalResult
+from irbook.metrics import forgetting_curve
 
 NAN = float("nan")
+OFFSETS = np.array([-1.5, -0.5, 0.5, 1.5])
 
 
-# --------------------------------------------------------------------------- methods
+def planted(tasks, acc, before=None, split_id="toy") -> IncrementalResult:
+    """A result without a model (as in test_experiments): ``acc`` metric → (T, T) lower
+    triangle, ``before`` metric → (T,); every evaluation holds its mean + OFFSETS per task."""
+    tasks = [np.asarray(t) for t in tasks]
+    size, last = len(tasks), len(tasks) - 1
+    acc = {m: np.asarray(v, dtype=float) for m, v in acc.items()}
+    before = before or {m: np.full(size, 10.0) for m in acc}
+    per_query, rows, before_rows = {}, [], []
+    for m, matrix in acc.items():
+        for i in range(size):
+            for j in range(i + 1):
+                rows.append(dict(after_task=i, task=j, metric=m, value=matrix[i, j]))
+                per_query.setdefault(("after", i, j), {})[m] = matrix[i, j] + OFFSETS
+        for j in range(1, size):
+            before_rows.append(dict(task=j, metric=m, value=float(before[m][j])))
+            per_query.setdefault(("before", j - 1, j), {})[m] = before[m][j] + OFFSETS
+        per_query.setdefault(("old", last, 0), {})[m] = matrix[last, 0] + OFFSETS
+        per_query.setdefault(("new", last, -1), {})[m] = (np.mean(matrix[last, 1:])
+                                                          + np.tile(OFFSETS, last))
+    old_new = pd.DataFrame([dict(subset=s, metric=m, value=float(per_query[(s, last, t)][m]
+                                                                 .mean()))
+                            for m in acc for s, t in (("old", 0), ("new", -1))])
+    return IncrementalResult(
+        method="planted", hparams={}, tasks=tasks, accuracy=pd.DataFrame(rows),
+        before=pd.DataFrame(before_rows), old_new=old_new, train_seconds=[0.0] * size,
+        histories=[[] for _ in tasks], first_stage_cached=False, model=None, model_state={},
+        per_query=per_query, split_id=split_id)
 
 
-def test_build_method_replaces_only_the_metric_loss_and_records_it():
-    pair = ch6.build_method("finetune", "pair")
-    assert isinstance(pair, Finetune) and pair.metric_loss == "pair"
-    assert pair.name == "finetune" and Finetune.metric_loss == "triplet"
-    assert pair.hparams["metric_loss"] == "pair"
-    own = ch6.build_method("finetune")
-    assert own.metric_loss == "triplet" and "metric_loss" not in own.hparams
-    corr = ch6.build_method("corr", "pair")  # already the pair loss: nothing to record
-    assert isinstance(corr, Correlation) and "metric_loss" not in corr.hparams
-    assert ch6.build_method("corr", "triplet").hparams["metric_loss"] == "triplet"
-
-
-def test_build_method_refuses_unknown_names_losses_and_hyper_parameters():
-    with pytest.raises(ValueError, match="method must be one of .*corr_boost"):
-        ch6.build_method("sgd")
-    with pytest.raises(ValueError, match="metric_loss must be one of"):
-        ch6.build_method("finetune", "contrastive")
-    with pytest.raises(ValueError, match="no hyper-parameter weight"):
-        ch6.build_method("corr", weight=3.0)
-
-
-def test_method_specs_pass_corr_weight_only_where_accepted():
-    specs = ch6.method_specs({"fine-tuning": "finetune", "ours": "corr_fe",
-                              "b": "corr_boost"}, 7)
-    assert specs == {"fine-tuning": ("finetune", {}), "ours": ("corr_fe", {"corr_weight": 7.0}),
-                     "b": ("corr_boost", {"corr_weight": 7.0})}
-
-
-class FixedTeacher(nn.Module):
-    def __init__(self, features):
-        super().__init__()
-        self.features = features
-
-    def forward_with_logits(self, images):
-        return self.features, None
-
-
-def test_boosted_correlation_weighs_the_kept_model_like_eq_6_11_in_total():
-    boosted = ch6.build_method("corr_boost", corr_weight=1.0)
-    assert [boosted.teacher_weights(SimpleNamespace(task=t))[0] for t in (1, 2, 3)] == \
-        pytest.approx([1.0, 2.0, 1.6])
-    torch.manual_seed(0)
-    student = nn.functional.normalize(torch.randn(6, 4), dim=1)
-    teacher = nn.functional.normalize(torch.randn(6, 4), dim=1)
-    ctx = TaskContext(task=2, tasks=[np.arange(2)] * 3, margin=0.1, device=torch.device("cpu"),
-                      teacher=FixedTeacher(teacher))
-    plain = Correlation(corr_weight=1.0).stability(None, None, student, None, ctx)[0]
-    assert boosted.stability(None, None, student, None, ctx)[0] == pytest.approx(2 * plain)
-
-
-def test_ablation_cases_name_existing_methods():
-    for name in ch6.ABLATION_CASES.values():
-        ch6.build_method(name)
-    assert ch6.ABLATION_CASES["(c) with feature estimation"] == CorrelationFE.name
-
-
-# --------------------------------------------------------------------------- schedules
-
-
-def test_multi_task_schedule_cuts_the_new_classes_into_n_groups():
-    split = SimpleNamespace(n_classes=16)
-    tasks = ch6.multi_task_schedule(split, 4)
-    assert [t.tolist() for t in tasks] == [list(range(8)), [8, 9], [10, 11], [12, 13], [14, 15]]
-    assert [len(t) for t in ch6.multi_task_schedule(split, 3)] == [8, 3, 3, 2]
-    for bad in (0, 9, 2.0):
-        with pytest.raises(ValueError, match="n_tasks must be an integer from 1 to 8"):
-            ch6.multi_task_schedule(split, bad)
-
-
-def test_class_range_is_one_based():
-    assert ch6.class_range(np.arange(100, 125)) == "101-125"
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def three_task_result(r1, map_=None, before=None):
-    tasks = [[0, 1], [2], [3]]
-    return FakeResult(tasks, {"R@1": r1, "mAP": map_ if map_ is not None else r1}, before)
-
-
+TWO = [np.arange(4), np.arange(4, 8)]
+THREE = [np.arange(4), np.arange(4, 6), np.arange(6, 8)]
 R1 = [[80, NAN, NAN], [70, 60, NAN], [65, 55, 75]]
 
 
-def test_final_task_and_newest_task_tables():
-    results = {"x": three_task_result(R1)}
-    final = ch6.final_task_table(results)
-    assert final.value.tolist() == [65, 55, 75]
-    assert final.classes.tolist() == ["1-2", "3-3", "4-4"]
-    assert ch6.newest_task_curve(results).value.tolist() == [60, 75]
+# --- line-ups --------------------------------------------------------------------------------
+
+ALL_LABELS = [*ch06.ONE_TASK_METHODS, *ch06.MULTI_TASK_LABELS, *ch06.LONG_RUN_LABELS,
+              *ch06.ABLATION_CASES]
+
+
+def test_every_line_up_builds_methods_with_the_pair_loss():
+    specs = ch06.method_specs(ALL_LABELS, 7)
+    for label, (name, hparams) in specs.items():
+        assert name in METHODS, label
+        method = make_method(name, **hparams)
+        assert method.metric_loss == "pair", label
+        assert getattr(method, "corr_weight", 7.0) == 7.0, label
+
+
+def test_method_specs_pass_corr_weight_to_the_correlation_methods_only():
+    specs = ch06.method_specs(["fine-tuning", "MMD loss", "ours", "ours w/o EST.",
+                               "(b) previous model, larger weight",
+                               "(d) every old model kept"], 7)
+    assert specs == {
+        "fine-tuning": ("finetune", {"metric_loss": "pair"}),
+        "MMD loss": ("kd_mmd", {"alpha": 0.0, "beta": 1.0, "ce_weight": 0.0,
+                                "metric_loss": "pair"}),
+        "ours": ("corr_fe", {"corr_weight": 7.0, "metric_loss": "pair"}),
+        "ours w/o EST.": ("corr", {"corr_weight": 7.0, "metric_loss": "pair"}),
+        "(b) previous model, larger weight": ("corr_boost", {"corr_weight": 7.0,
+                                                             "metric_loss": "pair"}),
+        "(d) every old model kept": ("two_model", {"corr_weight": 7.0, "metric_loss": "pair"}),
+    }
+    with pytest.raises(KeyError):
+        ch06.method_specs(["sgd"], 1.0)
+
+
+def test_line_ups_hold_the_thesis_rows():
+    assert set(ch06.PARAMETER_REGULARISERS) | set(ch06.FEATURE_REGULARISERS) < set(
+        ch06.ONE_TASK_METHODS)
+    assert set(ch06.MULTI_TASK_LABELS) == set(ch06.ONE_TASK_METHODS) | {ch06.OURS_NO_EST}
+    assert ch06.REFERENCE not in ch06.INCREMENTAL_ONE_TASK
+    assert ch06.ABLATION_CASES["(c) with feature estimation"] == "corr_fe"
+
+
+# --- configuration and protocol --------------------------------------------------------------
+
+def test_config_trains_the_initial_model_with_the_ranking_loss_alone():
+    params = ch06.CHAPTER.resolve("smoke", {"pretrained": False})
+    config = ch06.config(Session(ch06.CHAPTER, params, "cpu", None), 4)
+    assert config.first_stage_ce_weight == 0.0 and config.seed == 4 and config.margin == 0.1
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "full"])
+def test_protocol_table_explains_every_deviation(profile):
+    params = ch06.CHAPTER.resolve(profile)
+    table = ch06.protocol_table(params).set_index("item")
+    deviating = table[table.deviation != ""]
+    assert (deviating["this run"] != deviating["thesis"]).all()
+    assert "ranking loss" in deviating.index  # the pair loss, always
+    assert table.loc["loss weights", "deviation"] == ""
+    assert ("schedule" in deviating.index) == (params["n_tasks_long"] != 10)
+    assert ("data" in deviating.index) == params["synthetic"]
+
+
+def test_protocol_follows_the_parameters():
+    params = ch06.CHAPTER.resolve("full", {"n_tasks": 3, "corr_weight": 5.0})
+    table = ch06.protocol_table(params).set_index("item")
+    assert table.loc["schedule", "this run"] == "half old, then 1 task, 3 tasks, and 10 tasks"
+    assert table.loc["loss weights", "this run"] == "lambda1 1, lambda2 5"
+    assert table.loc["loss weights", "deviation"] == "set by the corr_weight parameter"
+    assert table.loc["epochs", "deviation"] == ""
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+def test_forgetting_ratio_is_the_lost_share_of_the_starting_accuracy():
+    curve = pd.DataFrame(dict(method=["ours"] * 3 + ["L2 loss"] * 3, after_task=[0, 1, 2] * 2,
+                              value=[80.0, 60.0, 40.0, 50.0, 50.0, 25.0]))
+    ratio = ch06.forgetting_ratio(curve)
+    assert ratio.value.tolist() == pytest.approx([0.0, 25.0, 50.0, 0.0, 0.0, 50.0])
 
 
 def test_ablation_table_reads_old_and_new_after_the_step():
-    table = ch6.ablation_table({"(a)": three_task_result(R1)}, step=2, metrics=("R@1",))
-    assert table.set_index("classes").value.to_dict() == {"old": 65, "new": 75}
+    result = planted(THREE, {"R@1": R1, "mAP": np.array(R1) - 30})
+    table = ch06.ablation_table({"(a)": result}, step=2)
+    assert table.set_index(["classes", "metric"]).value.to_dict() == {
+        ("old", "R@1"): 65, ("new", "R@1"): 75, ("old", "mAP"): 35, ("new", "mAP"): 45}
+    assert ch06.ablation_table({"(a)": result}, step=1, metrics=("R@1",)).value.tolist() == [
+        70, 60]
     with pytest.raises(ValueError, match="step 3 needs at least 4"):
-        ch6.ablation_table({"(a)": three_task_result(R1)}, step=3)
+        ch06.ablation_table({"(a)": result}, step=3)
 
 
-def test_accuracy_change_follows_eq_6_6():
-    before = [dict(task=1, metric="mAP", value=20.0), dict(task=2, metric="mAP", value=30.0)]
-    result = three_task_result(R1, [[50, NAN, NAN], [40, 60, NAN], [30, 40, 45]], before)
-    assert ch6.accuracy_change(result, 1) == pytest.approx((-0.2, 2.0))
-    # stage 2: old = mean over tasks 0-1, (40 + 60) / 2 -> (30 + 40) / 2; new 30 -> 45
-    assert ch6.accuracy_change(result, 2) == pytest.approx((-0.3, 0.5))
-    with pytest.raises(ValueError, match="stage must be from 1 to 2"):
-        ch6.accuracy_change(result, 0)
+def test_newest_group_curves_drop_the_original_classes():
+    groups = ex.group_table({"x": planted(THREE, {"R@1": R1})})
+    curves = ch06.newest_group_curves(groups)
+    assert curves.value.tolist() == [60, 55, 75]
+    assert curves.panel.tolist() == ["classes 5-6", "classes 5-6", "classes 7-8"]
 
 
-# --------------------------------------------------------------------------- Gram matrices
-
+# --- Gram matrices ---------------------------------------------------------------------------
 
 def test_gram_batch_groups_items_by_class_in_the_given_order():
     labels = np.array([0, 1, 0, 2, 1, 0])
-    assert ch6.gram_batch(labels, [1, 0], 2).tolist() == [1, 4, 0, 2]
+    assert ch06.gram_batch(labels, [1, 0], 2).tolist() == [1, 4, 0, 2]
     with pytest.raises(ValueError, match="class 2 has 1 items"):
-        ch6.gram_batch(labels, [2], 2)
+        ch06.gram_batch(labels, [2], 2)
+    with pytest.raises(ValueError, match="per_class must be >= 1"):
+        ch06.gram_batch(labels, [0], 0)
 
 
 def test_gram_of_gap_and_block_contrast():
     emb = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 3.0]])
     unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    gram = ch6.gram_of(emb)
+    gram = ch06.gram_of(emb)
     assert gram == pytest.approx(unit @ unit.T, abs=1e-6)
-    assert ch6.gram_gap(gram, np.eye(3)) == pytest.approx(4 * np.sqrt(0.5) / 9, abs=1e-6)
+    assert ch06.gram_gap(gram, np.eye(3)) == pytest.approx(4 * np.sqrt(0.5) / 9, abs=1e-6)
     g = np.array([[1.0, 0.8, 0.1, 0.3], [0.8, 1.0, 0.2, 0.0],
                   [0.1, 0.2, 1.0, 0.6], [0.3, 0.0, 0.6, 1.0]])
-    assert ch6.block_contrast(g, [0, 0, 1, 1]) == pytest.approx(0.7 - 0.15)
+    assert ch06.block_contrast(g, [0, 0, 1, 1]) == pytest.approx(0.7 - 0.15)
     with pytest.raises(ValueError, match="differ in shape"):
-        ch6.gram_gap(np.eye(2), np.eye(3))
+        ch06.gram_gap(np.eye(2), np.eye(3))
+    with pytest.raises(ValueError, match="at least two classes"):
+        ch06.block_contrast(np.eye(3), [0, 1, 2])
 
 
-class MeanColour(nn.Module):
-    def forward(self, images):
-        return images.mean(dim=(2, 3))
+# --- forgetting as a statistic of the evidence -----------------------------------------------
+
+def test_forgetting_statistic_equals_eq_6_12_on_the_evidence_means():
+    matrix = np.array([[80, NAN, NAN, NAN], [72, 70, NAN, NAN], [75, 60, 66, NAN],
+                       [61, 64, 50, 77]])
+    evidence = Evidence(0)
+    ch06._add_matrix(evidence, "multi/x", {"m": planted([[0], [1], [2], [3]],
+                                                        {"mAP": matrix})}, "mAP")
+    names = ch06.forgetting_names("multi/x", "m", 3)
+    assert len(names) == 4 + 3 + 2  # after 0-3 on task 0, 1-3 on task 1, 2-3 on task 2
+    assert set(names) < set(evidence.names)
+    means = {n: np.asarray(evidence.mean(n)) for n in names}
+    statistic = ch06.forgetting_statistic("multi/x", "m", 3)
+    # ((80 - 61) + (70 - 64) + (66 - 50)) / 3; task 0's best before step 3 is 80, not 75
+    assert float(statistic(means)) == pytest.approx(41 / 3)
+    assert float(statistic(means)) == pytest.approx(forgetting_curve(matrix)[3])
+    scaled = {n: v * np.array([1.0, 2.0]) for n, v in means.items()}  # bootstrap shape (2,)
+    assert statistic(scaled) == pytest.approx([41 / 3, 82 / 3])
 
 
-def tiny_set():
-    colours = np.array([[250, 0, 0], [240, 10, 0], [0, 0, 250], [0, 10, 240]], dtype=np.uint8)
-    images = np.broadcast_to(colours[:, None, None, :], (4, 8, 8, 3)).copy()
-    return LabelledSet(images, np.array([0, 0, 1, 1]))
+# --- claims on planted evidence --------------------------------------------------------------
+
+THESIS_LIKE = {
+    "initial": (90, 30),
+    "one_task": {"fine-tuning": (50, 80), "EWC": (60, 70), "ALASSO": (61, 70),
+                 "NCE_EWC": (62, 70), "L2 loss": (70, 71), "MMD loss": (72, 72),
+                 "ours": (75, 74), "reference": (95, 95)},
+    "gram": {"initial model": 0.4, "reference": 0.0, "fine-tuning": 0.5, "EWC": 0.3,
+             "L2 loss": 0.2, "ours": 0.1},
+    "multi": {"fine-tuning": (0.6, 0.6), "EWC": (0.75, 0.75), "ALASSO": (0.78, 0.78),
+              "NCE_EWC": (0.8, 0.8), "L2 loss": (0.85, 0.85), "MMD loss": (0.88, 0.88),
+              "ours w/o EST.": (0.9, 0.9), "ours": (0.95, 0.95), "reference": (1.0, 1.0)},
+    "long": {"L2 loss": 0.85, "MMD loss": 0.88, "ours": 0.95},
+    "ablation": {"(a) previous model only": (60, 80), "(b) previous model, larger weight":
+                 (70, 70), "(c) with feature estimation": (68, 78),
+                 "(d) every old model kept": (69, 77)},
+}
+DATASETS = ("cub200", "dogs")
 
 
-def test_embed_items_keeps_the_requested_order():
-    labelled = tiny_set()
-    emb = ch6.embed_items(MeanColour(), labelled, [2, 0], image_size=8)
-    assert emb.shape == (2, 3) and emb[0, 2] > emb[0, 0] and emb[1, 0] > emb[1, 2]
+def retention(rho, base):
+    """acc[i, j] = base * rho ** (i - j) over three tasks (old + 2 groups)."""
+    i, j = np.indices((3, 3))
+    return np.where(i >= j, base * rho ** (i - j), NAN)
 
 
-def test_ranked_results_gallery_rows_and_precision():
-    emb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.2, 0.8]])
-    labels = np.array([0, 0, 1, 1])
-    order, marks = ch6.ranked_results(emb, labels, 0, k=2)
-    assert order.tolist() == [1, 3] and marks == ["positive", "negative"]
-    assert ch6.ranked_results(emb, labels, 0, k=10)[0].tolist() == [1, 3, 2]
-    rows = ch6.gallery_rows(emb, tiny_set(), [2], k=3)
-    assert rows[0].labels == ["positive", "negative", "negative"]
-    assert rows[0].query_image.size == (8, 8) and len(rows[0].result_images) == 3
-    assert ch6.precision_at(emb, labels, [0, 2], k=2) == pytest.approx(50.0)
+def add_one_task(evidence, numbers, d, shift):
+    init_old, init_new = (v + shift for v in numbers["initial"])
+    results = {label: planted(TWO, {m: np.array([[init_old, NAN], [old + shift, new + shift]])
+                                    - (20 if m == "mAP" else 0) for m in ("R@1", "mAP")},
+                              {"R@1": [NAN, init_new], "mAP": [NAN, init_new - 20]}, d)
+               for label, (old, new) in numbers["one_task"].items()}
+    ex.add_old_new(evidence, f"one_task/{d}", results, ("R@1", "mAP"))
 
 
-def test_plots_return_one_axes_per_panel():
-    fig = ch6.plot_grams({"a": np.eye(4), "b": -np.eye(4)}, per_class=2)
-    assert len([ax for ax in fig.axes if ax.get_title()]) == 2
+def add_multi(evidence, numbers, d):
+    results = {label: planted(THREE, {"R@1": retention(r1, 80), "mAP": retention(ap, 60)},
+                          split_id=d)
+               for label, (r1, ap) in numbers["multi"].items()}
+    ch06._add_matrix(evidence, f"multi/{d}", results, "mAP")
+    ex.add_after(evidence, f"multi/{d}", results, task=0)
 
 
-# --------------------------------------------------------------------------- claims
+def evidence_of(numbers, seed):
+    """The evidence one seed of a chapter-6 run collects, from planted results."""
+    evidence = Evidence(seed)
+    for d in DATASETS:
+        add_one_task(evidence, numbers, d, seed)
+        add_multi(evidence, numbers, d)
+    for label, gap in numbers["gram"].items():
+        evidence.add(f"gram/cub200/{label}", gap + OFFSETS / 100, "gram/cub200")
+    ex.add_after(evidence, "long/cub200", {label: planted(THREE, {"R@1": retention(rho, 80)})
+                                           for label, rho in numbers["long"].items()}, task=0)
+    cases = {case: planted(THREE, {"R@1": [[80, NAN, NAN], [75, 75, NAN], [old, 70, new]]})
+             for case, (old, new) in numbers["ablation"].items()}
+    for task in (0, 2):
+        ex.add_after(evidence, "ablation/cub200", cases, task=task)
+    return evidence
 
 
-def old_new(values):
-    """Long table from {(dataset, method): (old R@1, new R@1)}."""
-    rows = []
-    for (dataset, method), (old, new) in values.items():
-        for classes, v in (("old", old), ("new", new), ("average", (old + new) / 2)):
-            rows.append(dict(dataset=dataset, method=method, classes=classes, metric="R@1",
-                             value=v))
-    return pd.DataFrame(rows)
+def claims(numbers, seeds=(0, 1)):
+    evidence = [evidence_of(numbers, s) for s in seeds]
+    specs = [*ch06.one_task_claims(DATASETS), ch06.gram_claim("cub200"),
+             *ch06.multi_task_claims(DATASETS, 2, "cub200", True)]
+    return {claim_id: evaluate_claim(claim_id, text, source, comparisons, evidence)
+            for claim_id, text, source, comparisons in specs}
 
 
-TABLE = old_new({("cub", "initial model"): (90, 10), ("cub", "fine-tuning"): (50, 80),
-                 ("cub", "EWC"): (60, 70), ("cub", "ALASSO"): (61, 70),
-                 ("cub", "NCE_EWC"): (62, 70), ("cub", "L2 loss"): (70, 71),
-                 ("cub", "MMD loss"): (72, 72), ("cub", "ours"): (75, 74),
-                 ("cub", "reference"): (95, 95)})
+CLAIM_IDS = ["ch06.finetune_extremes", "ch06.ours_keeps_old_best",
+             "ch06.features_beat_parameters", "ch06.ours_best_average", "ch06.accuracy_change",
+             "ch06.gram_closer", *ch06.ALL_ONLY]
 
 
-def test_one_task_claims_on_a_table_that_follows_the_thesis():
-    assert ch6.check_finetune_extremes(TABLE)[0]
-    holds, detail = ch6.check_ours_keeps_old_best(TABLE)
-    assert holds and "best other MMD loss 72.0" in detail
-    holds, detail = ch6.check_features_beat_parameters(TABLE)
-    assert holds and "features 72.3, parameters 61.0" in detail
-    assert ch6.check_ours_best_average(TABLE)[0]
+def test_every_claim_is_supported_by_thesis_like_numbers():
+    found = claims(THESIS_LIKE)
+    assert {k: c.verdict for k, c in found.items()} == dict.fromkeys(CLAIM_IDS, "supported")
+    table63 = {c["label"]: c["difference"] for c in found["ch06.estimation_not_weight"]
+               .comparisons}
+    assert table63 == pytest.approx({"(c) − (b), new-group R@1": 8.0,
+                                     "|(a) − (d)| − |(c) − (d)|, old R@1": 8.0})
+    forgetting = {c["label"]: c["difference"] for c in found["ch06.least_forgetting"]
+                  .comparisons}
+
+    def eq_6_12(rho):
+        return 60 * (2 - rho - rho ** 2) / 2
+
+    assert forgetting["L2 loss − ours, forgetting after task 2 (dogs)"] == pytest.approx(
+        eq_6_12(0.85) - eq_6_12(0.95))
 
 
-def test_one_task_claims_fail_when_the_ordering_breaks():
-    broken = TABLE.copy()
-    broken.loc[(broken.method == "EWC") & (broken.classes == "old"), "value"] = 99.0
-    assert not ch6.check_ours_keeps_old_best(broken)[0]
-    assert not ch6.check_finetune_extremes(broken.assign(
-        value=np.where((broken.method == "ours") & (broken.classes == "new"), 99.0,
-                       broken.value)))[0]
-    assert ch6.check_finetune_extremes(TABLE[TABLE.method != "ours"]) is None
+def test_the_long_run_claim_needs_the_long_run():
+    ids = [spec[0] for spec in ch06.multi_task_claims(["cub200"], 4, "cub200", False)]
+    assert ids == ["ch06.least_forgetting", "ch06.keeps_original_best",
+                   "ch06.estimation_not_weight"]
 
 
-def test_gram_forgetting_original_and_change_claims():
-    assert ch6.check_gram_closer({"ours": 0.1, "EWC": 0.3, "L2 loss": 0.2})[0]
-    assert not ch6.check_gram_closer({"ours": 0.25, "EWC": 0.3, "L2 loss": 0.2})[0]
-    forgetting = pd.DataFrame(dict(dataset="cub", after_task=[1, 2, 2, 2],
-                                   method=["ours", "ours", "ours w/o EST.", "L2 loss"],
-                                   forgetting=[9.0, 3.0, 4.0, 6.0]))
-    holds, detail = ch6.check_least_forgetting(forgetting)
-    assert holds and "least other ours w/o EST. 4.0" in detail
-    curve = pd.DataFrame(dict(dataset="cub", after_task=[0, 2, 2, 2],
-                              method=["ours", "ours", "L2 loss", "reference"],
-                              value=[90.0, 70.0, 60.0, 88.0]))
-    assert ch6.check_keeps_original_best(curve)[0]
-    assert ch6.check_accuracy_change((-0.03, 0.75))[0]
-    assert not ch6.check_accuracy_change((0.01, 0.75))[0]
+def change(table, key, index, value):
+    pair = list(table[key])
+    pair[index] = value
+    table[key] = tuple(pair)
 
 
-def test_estimation_claim_reads_the_four_cases():
-    values = {"(a)": (60, 80), "(b)": (70, 70), "(c)": (68, 78), "(d)": (69, 77)}
-    rows = [dict(case=f"{c} text", classes=k, metric="R@1", value=v)
-            for c, (old, new) in values.items() for k, v in (("old", old), ("new", new))]
-    holds, detail = ch6.check_estimation_not_weight(pd.DataFrame(rows))
-    assert holds and "(c) 1.0, (a) 9.0" in detail
-    rows[5]["value"] = 65.0  # (c) new below (b) new
-    assert not ch6.check_estimation_not_weight(pd.DataFrame(rows))[0]
+BREAKS = {
+    "ch06.finetune_extremes": lambda n: change(n["one_task"], "ours", 1, 85),
+    "ch06.ours_keeps_old_best": lambda n: change(n["one_task"], "MMD loss", 0, 76),
+    "ch06.features_beat_parameters": lambda n: [change(n["one_task"], m, 0, 74)
+                                                for m in ("EWC", "ALASSO", "NCE_EWC")],
+    "ch06.ours_best_average": lambda n: change(n["one_task"], "L2 loss", 1, 79.5),
+    "ch06.accuracy_change": lambda n: n.update(initial=(74, 30)),
+    "ch06.gram_closer": lambda n: n["gram"].update(ours=0.25),
+    "ch06.least_forgetting": lambda n: change(n["multi"], "ours", 1, 0.5),  # mAP only
+    "ch06.keeps_original_best": lambda n: change(n["multi"], "ours", 0, 0.5),  # R@1 only
+    "ch06.estimation_not_weight": lambda n: change(
+        n["ablation"], "(c) with feature estimation", 1, 65),
+    "ch06.long_run_best": lambda n: n["long"].update(ours=0.5),
+}
 
 
-def test_forgetting_ratio_is_the_lost_share_of_the_starting_accuracy():
-    curve = pd.DataFrame(dict(method=["ours"] * 3 + ["L2 loss"] * 3, after_task=[0, 1, 2] * 2,
-                              value=[80.0, 60.0, 40.0, 50.0, 50.0, 25.0]))
-    ratio = ch6.forgetting_ratio(curve)
-    assert ratio.value.tolist() == pytest.approx([0.0, 25.0, 50.0, 0.0, 0.0, 50.0])
-    assert set(ch6.LONG_RUN_METHODS) == {"L2 loss", "MMD loss", "ours"}
-
-
-def test_long_run_config_shares_the_first_stage_and_scales_the_stage_epochs():
-    from irbook.chapters import CH06
-    from irbook.incremental import experiments as ex
-
-    params = CH06.resolve("demo")
-    base = ex.make_config(params, "ch06", first_stage_ce_weight=1.0)
-    long = ex.group_config(params, "ch06", 1 / 10, first_stage_ce_weight=1.0)
-    assert long.epochs_incremental == 1 and long.epochs_first == base.epochs_first
-    assert long.first_stage_ce_weight == 1.0 and long.checkpoint_dir == base.checkpoint_dir
-    assert ex.group_config(params, "ch06", 1 / 2).epochs_incremental == 2  # round(2.5)
+@pytest.mark.parametrize("claim_id", BREAKS)
+def test_breaking_the_ordering_a_claim_reads_breaks_that_claim_only(claim_id):
+    numbers = copy.deepcopy(THESIS_LIKE)
+    BREAKS[claim_id](numbers)
+    found = {k: c.verdict for k, c in claims(numbers, seeds=(0,)).items()}
+    assert found.pop(claim_id) == "not supported"
+    assert set(found.values()) == {"supported"}

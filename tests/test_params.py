@@ -114,3 +114,27 @@ def test_cuda_without_a_gpu_is_a_parameter_error(monkeypatch):
         resolve_device("gpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda"
+
+
+def test_a_misspelt_name_in_the_notebook_namespace_is_refused():
+    namespace = {"profile": "smoke", "seed": None, "alpah": 2.0, "In": [], "_": None,
+                 "np": __import__("numpy")}
+    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) alpah; known: profile"):
+        resolve_in_notebook("ch05", namespace)
+    del namespace["alpah"]
+    assert resolve_in_notebook("ch05", namespace)["profile"] == "smoke"
+
+
+def test_seeds_lists_the_repeated_seeds():
+    from irbook.chapters import Session
+
+    params = CHAPTERS["ch06"].resolve("smoke", {"seed": 5, "seeds": 3})
+    assert Session(CHAPTERS["ch06"], params, "cpu", None).seeds == [5, 6, 7]
+    with pytest.raises(ParameterError, match="'seeds' got 0"):
+        CHAPTERS["ch06"].resolve("smoke", {"seeds": 0})
+
+
+def test_none_is_a_value_where_it_is_one_of_the_choices():
+    assert CHAPTERS["ch02"].resolve("smoke", {"whitening": "none"})["whitening"] == "none"
+    with pytest.raises(ParameterError, match="'backbone' may not be empty"):
+        CHAPTERS["ch02"].resolve("smoke", {"backbone": "none"})

@@ -47,7 +47,8 @@ class Param:
 
     def coerce(self, value: Any) -> Any:
         """Convert ``value`` (possibly a command-line string) and check it is allowed."""
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")
+                              and value not in (self.choices or ())):
             if self.nullable:
                 return None
             raise ParameterError(

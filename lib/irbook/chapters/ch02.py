@@ -132,7 +132,7 @@ def protocol_values(params: Mapping[str, Any]) -> dict[str, str]:
     """This run's value of every item of ``data/thesis_protocols/ch02.csv``."""
     synthetic = "synthetic, in the official layouts" if params["synthetic"] else "real"
     backbone = ("small CNN pre-trained on disjoint synthetic classes (ImageNet stand-in)"
-                if params["backbone"] == "smallcnn" else
+                if params["backbone"] == "smallcnn" and params["pretrained"] else
                 f"{params['backbone']}, ImageNet" if params["pretrained"] else
                 f"{params['backbone']}, random weights")
     return {

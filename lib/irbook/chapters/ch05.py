@@ -38,7 +38,7 @@ _PROFILES = {
                   experiments="all", experiment_datasets="all", alpha=1.0, beta=1.0),
     "demo": dict(COMMON_DEFAULTS["demo"], dataset="both", backbone="smallcnn",
                  pretrained=True, pretrain_epochs=12, image_size=48, embedding_dim=128,
-                 epochs_first=12, epochs_incremental=6, batches_per_epoch=12, lr=1e-3,
+                 epochs_first=10, epochs_incremental=5, batches_per_epoch=10, lr=1e-3,
                  backbone_lr_scale=0.1, margin=0.5, classes_per_batch=8, samples_per_class=4,
                  experiments="all", experiment_datasets="first", alpha=1.0, beta=1.0),
     "full": dict(COMMON_DEFAULTS["full"], dataset="both", backbone="googlenet",
@@ -91,7 +91,8 @@ def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
     """This run's value of every item of ``data/thesis_protocols/ch05.csv``."""
     backbone = ("small CNN, stand-in pre-training on disjoint synthetic classes"
                 if p["backbone"] == "smallcnn" and p["pretrained"] else
-                f"{p['backbone']}, ImageNet" if p["pretrained"] else f"{p['backbone']}, random")
+                "GoogLeNet Inception, ImageNet" if p["backbone"] == "googlenet" and p["pretrained"]
+                else f"{p['backbone']}, ImageNet" if p["pretrained"] else f"{p['backbone']}, random")
     epoch = ("ceil(classes / P) batches" if not p["batches_per_epoch"]
              else f"{p['batches_per_epoch']} batches")
     return {
@@ -122,8 +123,8 @@ def deviation_reasons(p: Mapping[str, Any]) -> dict[str, str]:
     return {
         "data": "the real datasets are not on this machine; the synthetic stand-ins are read "
                 "by the same loaders",
-        "backbone": "no BN-Inception in torchvision (GoogLeNet stands in)" if
-                    p["backbone"] == "googlenet" else f"{cpu}; ImageNet weights are not offline",
+        "backbone": f"{cpu}; ImageNet weights are not offline" if p["backbone"] == "smallcnn"
+                    else "set by the backbone / pretrained parameters",
         "embedding": cpu, "image size": cpu, "sampler": cpu,
         "learning rates": f"{cpu}: fewer steps need a larger rate (ratio kept at the thesis' "
                           "1:10)" if p["backbone_lr_scale"] == 0.1 else "set by the parameters",
@@ -239,6 +240,33 @@ def one_step_table(run: Session) -> pd.DataFrame:
     run.report.metric("ours_old_drop_r1", round(ex.value(first, "initial model", "old")
                                                 - ex.value(first, "ours", "old"), 1))
     return table
+
+
+def before_after_gallery(run: Session, queries: int = 2, k: int = 8) -> list[tuple[str, list]]:
+    """Fig. 5.1a: the same old-class queries answered by the initial model, by fine-tuning and
+    by the method after the new classes were learned (first dataset, first seed): (title,
+    gallery rows) per model. The queries are drawn with the run's seed, not picked."""
+    from ..incremental import gallery
+    from ..incremental.evaluation import embed_items
+
+    name = run.state["first"]
+    split, seed = run.state["splits"][name], run.seeds[0]
+    results = run.state["one_step"][name][seed]
+    old = ex.one_step_tasks(split)[0]
+    members = split.test.subset(old)
+    items = np.flatnonzero(np.isin(split.test.labels, old))
+    picked = np.random.default_rng(run.params["seed"]).choice(len(members), size=queries,
+                                                              replace=False)
+    models = {"initial model": ex.initial_model(split, ex.one_step_tasks(split),
+                                                config(run, seed)).model,
+              "fine-tuning": results["fine-tuning"].model, "ours": results["ours"].model}
+    out = []
+    for label, model in models.items():
+        emb = embed_items(model, split.test, items, run.params["image_size"], run.device)
+        names = ", ".join(split.class_names[members.labels[q]] for q in picked)
+        out.append((f"{label}: old-class queries ({names})",
+                    gallery.gallery_rows(emb, members, picked, k)))
+    return out
 
 
 def thesis_beside_one_step(run: Session, table: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -17,10 +17,9 @@ import torch
 
 from .. import losses, protocol
 from ..claims import Comparison, Evidence, evaluate_claim
-from ..data.finegrained import LabelledSet
 from ..incremental import experiments as ex
 from ..incremental import gallery
-from ..incremental.evaluation import default_dataset_factory, embed
+from ..incremental.evaluation import embed_items
 from ..incremental.experiments import MethodSpec, Seeded
 from ..incremental.runner import IncrementalConfig, IncrementalResult
 from ..params import Param, ParamSpec
@@ -67,7 +66,7 @@ _PROFILES = {
                   n_tasks_long=4),
     "demo": dict(COMMON_DEFAULTS["demo"], dataset="both", backbone="smallcnn",
                  pretrained=True, pretrain_epochs=12, image_size=48, embedding_dim=128,
-                 epochs_first=12, epochs_incremental=6, batches_per_epoch=12, lr=1e-3,
+                 epochs_first=10, epochs_incremental=5, batches_per_epoch=10, lr=1e-3,
                  backbone_lr_scale=0.1, margin=0.1, classes_per_batch=8, samples_per_class=4,
                  experiments="all", experiment_datasets="first", n_tasks=4, corr_weight=10.0,
                  n_tasks_long=10),
@@ -100,11 +99,27 @@ CHAPTER = Chapter(
 )
 
 
+NOT_RUN = {"multi": ("forget_ours", "forget_ours_noest", "forget_mmd", "forget_l2",
+                     "forget_ewc", "forget_finetune", "final_old_r1_ours",
+                     "final_old_r1_best_other", "final_old_r1_best_other_method",
+                     "final_new_r1_spread", "ablation_new_queries", "ablation_query_step",
+                     *(f"case_{c}_{k}_r1" for c in "abcd" for k in ("old", "new"))),
+           "long": ("long_ours_old_r1", "long_l2_old_r1", "long_mmd_old_r1")}
+"""Numbers the prose quotes from the optional experiments."""
+
+
 def setup(namespace: Mapping[str, Any]) -> Session:
     """The first code cell of chapter 6: ``run = ch06.setup(globals())``. The schedules are
-    built here, so an impossible ``n_tasks`` stops before any training."""
+    built here, so an impossible ``n_tasks`` stops before any training. The numbers of the
+    experiments this run skips are glued as "not run"."""
     run = start(CHAPTER.key, namespace)
     p = run.params
+    run.report.metric("n_tasks", p["n_tasks"])
+    run.report.metric("n_tasks_long", p["n_tasks_long"])
+    skipped = [] if p["experiments"] == "all" else ["multi", "long"]
+    skipped += ["long"] if not p["n_tasks_long"] and "long" not in skipped else []
+    for key in (k for part in skipped for k in NOT_RUN[part]):
+        run.report.metric(key, "not run")
     splits = ex.open_splits(p, ex.datasets_of(p["dataset"]))
     first = next(iter(splits))
     run.state.update(
@@ -278,6 +293,9 @@ def gram_figure_data(run: Session) -> tuple[dict[str, np.ndarray], pd.DataFrame,
                                                       for k, g in grams.items()},
                             "block contrast": {k: block_contrast(g, labels[batch])
                                                for k, g in grams.items()}}).round(3)
+    for label, key in [(OURS, "ours"), ("L2 loss", "l2"), ("EWC", "ewc")]:
+        run.report.metric(f"gram_gap_{key}", summary.loc[label, "distance to reference"])
+        run.report.metric(f"gram_contrast_{key}", summary.loc[label, "block contrast"])
     return grams, summary, per_class
 
 
@@ -490,16 +508,6 @@ def gram_batch(labels: np.ndarray, classes: Sequence[int], per_class: int) -> np
             raise ValueError(f"class {c} has {len(found)} items; per_class={per_class} asked")
         picked.append(found)
     return np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
-
-
-def embed_items(model: torch.nn.Module, labelled: LabelledSet, indices: Sequence[int],
-                image_size: int, device: str | torch.device = "cpu") -> np.ndarray:
-    """Test-time embeddings (N, D) of ``labelled``'s items at ``indices``, in that order."""
-    indices = np.asarray(indices, dtype=np.int64)
-    items = (labelled.items[indices] if isinstance(labelled.items, np.ndarray)
-             else [labelled.items[i] for i in indices])
-    subset = LabelledSet(items, labelled.labels[indices])
-    return embed(model, default_dataset_factory(subset, image_size, False), device)[0]
 
 
 def gram_of(embeddings: np.ndarray) -> np.ndarray:

@@ -69,6 +69,7 @@ class LabelledImageDataset(Dataset):
         self.labels = labelled_set.labels
         self.train = train
         self.transform = finegrained_transform(image_size, train, mean, std, resize_size)
+        self._test_key = (image_size, resize_size, tuple(mean), tuple(std))
 
     def __len__(self) -> int:
         return len(self.labelled_set)
@@ -81,4 +82,37 @@ class LabelledImageDataset(Dataset):
         return Image.fromarray(item, "RGB")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.image(index)), int(self.labels[index])
+        item = self.labelled_set.items[index]
+        if self.train or not isinstance(self.labelled_set.items, list):
+            return self.transform(self.image(index)), int(self.labels[index])
+        key = (str(item), *self._test_key)
+        tensor = _TEST_TENSORS.get(key)
+        if tensor is None:
+            tensor = self.transform(self.image(index))
+            _TEST_TENSORS.put(key, tensor)
+        return tensor, int(self.labels[index])
+
+
+class _TensorCache:
+    """Test-time tensors of image files, kept up to ``max_bytes`` (oldest dropped first): the
+    test transform is deterministic, and every evaluation of the incremental protocol embeds the
+    same test images again, so they are transformed once."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.items: dict[tuple, torch.Tensor] = {}
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        return self.items.get(key)
+
+    def put(self, key: tuple, tensor: torch.Tensor) -> None:
+        size = tensor.element_size() * tensor.nelement()
+        while self.items and self.bytes + size > self.max_bytes:
+            oldest = next(iter(self.items))
+            self.bytes -= self.items[oldest].element_size() * self.items.pop(oldest).nelement()
+        if size <= self.max_bytes:
+            self.items[key] = tensor
+            self.bytes += size
+
+
+_TEST_TENSORS = _TensorCache(max_bytes=512 * 2**20)

@@ -26,9 +26,9 @@ from irbook.metrics.recall import drop_self
 from irbook.search import knn, rank_all
 
 __all__ = ["DatasetFactory", "default_dataset_factory", "embed", "embed_with_logits",
-           "evaluate_classes", "metric_names", "per_query_metrics", "per_query_precision_recall",
-           "per_query_top1", "precision_recall", "retrieval_metrics", "summarize_per_query",
-           "top1_accuracy"]
+           "embed_items", "evaluate_classes", "metric_names", "per_query_metrics",
+           "per_query_precision_recall", "per_query_top1", "precision_recall",
+           "retrieval_metrics", "summarize_per_query", "top1_accuracy"]
 
 # (labelled_set, image_size, train) -> torch Dataset yielding (image tensor, label)
 DatasetFactory = Callable[[Any, int, bool], Dataset]
@@ -209,3 +209,15 @@ def evaluate_classes(model: nn.Module, labelled_test_set: Any, classes: Sequence
     factory = dataset_factory or default_dataset_factory
     embeddings, labels = embed(model, factory(subset, image_size, False), device, batch_size)
     return retrieval_metrics(embeddings, labels, ks)
+
+
+def embed_items(model: nn.Module, labelled: Any, indices: Sequence[int],
+                image_size: int, device: str | torch.device = "cpu") -> np.ndarray:
+    """Test-time embeddings (N, D) of ``labelled``'s items at ``indices``, in that order."""
+    indices = np.asarray(indices, dtype=np.int64)
+    items = (labelled.items[indices] if isinstance(labelled.items, np.ndarray)
+             else [labelled.items[i] for i in indices])
+    from irbook.data.finegrained import LabelledSet
+
+    subset = LabelledSet(items, labelled.labels[indices])
+    return embed(model, default_dataset_factory(subset, image_size, False), device)[0]

@@ -89,7 +89,7 @@ def preflight(params: Mapping[str, Any], extra: Iterable[str] = ()) -> None:
     root = data_root(False, params["data_root"])
     for name in [*datasets_of(params["dataset"]), *extra]:
         require(root / FOLDERS[name], name, HOW_TO_GET[name])
-        split = load_finegrained(root / FOLDERS[name], name)
+        split = load_finegrained(root, name)
         if not isinstance(split.train.items, np.ndarray):  # CIFAR holds arrays, not files
             check_images([*split.train.items, *split.test.items], name, sample=500)
 
@@ -102,9 +102,7 @@ def open_split(name: str, *, synthetic: bool, root: str | None, seed: int,
         scale = synth_scale(profile)
         folder = ensure_finegrained((folder if root else folder / scale) / "finegrained",
                                     name, seed=seed, scale=scale)
-    else:
-        folder = folder / FOLDERS[name]
-    return load_finegrained(folder, name)
+    return load_finegrained(folder, name)  # real data: <root>/<official folder>/...
 
 
 def open_splits(params: Mapping[str, Any], names: Iterable[str]) -> dict[str, ClassSplit]:

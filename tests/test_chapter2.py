@@ -1,0 +1,232 @@
+"""Chapter 2: per-query scores on hand-made benchmarks, the score table, claims, protocol."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from irbook.chapters import ch02
+from irbook.data.instance import InstanceBenchmark
+
+NAN = float("nan")
+
+
+def benchmark(protocol, gnd, n_db, n_queries, query_db_index=None, db_groups=None,
+              folder=Path("/nowhere")) -> InstanceBenchmark:
+    return InstanceBenchmark(
+        "toy", protocol, [folder / f"db{i}.png" for i in range(n_db)],
+        [folder / f"q{i}.png" for i in range(n_queries)], [None] * n_queries, gnd,
+        query_db_index=query_db_index, db_groups=db_groups)
+
+
+def revisited():
+    """Query 0 ranks the database 0, 1, 2, 3, 4; query 1 ranks it 4, 3, 2, 1, 0."""
+    gnd = [{"easy": np.array([0]), "hard": np.array([3]), "junk": np.array([1])},
+           {"easy": np.array([], dtype=np.int64), "hard": np.array([2]),
+            "junk": np.array([], dtype=np.int64)}]
+    db = np.array([[5.0, 0.0], [4.0, 0.0], [3.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
+    return benchmark("revisited", gnd, 5, 2), np.array([[1.0, 0.0], [-1.0, 0.0]]), db
+
+
+def test_revisited_per_query_ap_follows_the_three_setups():
+    bench, queries, db = revisited()
+    scores = ch02.evaluate_per_query(bench, queries, db)
+    assert set(scores) == {"mAP E", "mAP M", "mAP H"}
+    # Easy: positive 0 first (hard 3 and junk 1 removed) -> 1. Query 1 has no easy image.
+    np.testing.assert_allclose(scores["mAP E"], [100.0, NAN])
+    # Medium on query 0: positives at ranks 0 and 2 after junk 1 is removed:
+    # (1 + (1/2 + 2/3) / 2) / 2; query 1: hard 2 at rank 2: (0 + 1/3) / 2
+    np.testing.assert_allclose(scores["mAP M"], [100 * (1 + 7 / 12) / 2, 100 / 6])
+    # Hard on query 0: 3 at rank 1 once easy 0 and junk 1 are removed: (0 + 1/2) / 2
+    np.testing.assert_allclose(scores["mAP H"], [25.0, 100 / 6])
+
+
+def ukbench():
+    """Two groups of four; item 7 (group 1) lies near group 0."""
+    db = np.array([[1.0, 0, 0], [0.9, 0, 0], [0.8, 0, 0], [0.7, 0, 0],
+                   [0, 1.0, 0], [0, 0.9, 0], [0, 0.8, 0], [0.75, 0.05, 0]])
+    groups = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    gnd = [{"ok": np.flatnonzero(groups == g)} for g in groups]
+    return benchmark("ukbench", gnd, 8, 8, np.arange(8), groups), db
+
+
+def test_ukbench_score_counts_the_group_in_the_top_four_query_included():
+    bench, db = ukbench()
+    scores = ch02.evaluate_per_query(bench, db, db)
+    # queries 0-3: top four 0, 1, 2, 7 (query 3 itself is fifth); 4-6: 4, 5, 6, 7;
+    # query 7: 0, 1, 2, 7, so only itself
+    assert list(scores) == ["N-S"]
+    assert scores["N-S"].tolist() == [3, 3, 3, 3, 4, 4, 4, 1]
+
+
+def test_holidays_style_map_removes_the_query_as_junk():
+    db = np.array([[1.0, 0.0], [0.8, 0.2], [0.9, 0.05], [0.0, 1.0]])
+    gnd = [{"ok": np.array([1]), "junk": np.array([0])}, {"ok": np.array([2]),
+                                                         "junk": np.array([3])}]
+    bench = benchmark("holidays", gnd, 4, 2, np.array([0, 3]), np.array([0, 0, 1, 1]))
+    scores = ch02.evaluate_per_query(bench, db[[0, 3]], db)
+    # query 0 ranks 0, 2, 1, 3: without the junk 0, its positive 1 is second, AP
+    # (0 / 1 + 1 / 2) / 2 = 0.25; query 1 ranks 3, 1, 2, 0: the same
+    np.testing.assert_allclose(scores["mAP"], [25.0, 25.0])
+
+
+def test_score_table_means_over_queries_then_over_seeds():
+    key = ("roxford5k", "gem", "pca", "mAP M")
+    other = ("ukbench", "mac", "none", "N-S")
+    scores = {0: {key: np.array([10.0, 30.0, NAN]), other: np.array([4.0, 2.0])},
+              1: {key: np.array([50.0]), other: np.array([3.0, 3.0])}}
+    table = ch02.score_table(scores)
+    assert list(table.columns) == ["benchmark", "pooling", "whitening", "metric", "value"]
+    values = table.set_index(["benchmark", "pooling", "whitening", "metric"]).value
+    assert values[key] == pytest.approx((20.0 + 50.0) / 2)
+    assert values[other] == pytest.approx(3.0)
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+OFFSETS = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+
+
+def scores_of(level, poolings=("mac", "spoc", "gem", "rmac", "crow"),
+              whitenings=("none", "pca")):
+    """Per-query scores whose mean is ``level(pooling, whitening, metric)`` on roxford5k
+    (E/M/H, query 4 without easy images) and holidays, plus a UKBench score."""
+    scores = {}
+    for p in poolings:
+        for w in whitenings:
+            for m in ("mAP E", "mAP M", "mAP H"):
+                values = level(p, w, m) + OFFSETS
+                scores[("roxford5k", p, w, m)] = np.where(
+                    (m == "mAP E") & (np.arange(5) == 4), NAN, values)
+            scores[("holidays", p, w, "mAP")] = level(p, w, "mAP") + OFFSETS
+            scores[("ukbench", p, w, "N-S")] = np.full(5, -100.0)  # never in a claim
+    return scores
+
+
+SETUP = {"mAP E": 20.0, "mAP M": 10.0, "mAP H": 0.0, "mAP": 10.0}
+POOLING = {"mac": 2.0, "spoc": 0.0, "gem": 6.0, "rmac": 5.0, "crow": 4.0}
+
+
+def thesis_like(p, w, m):
+    return 40.0 + SETUP[m] + POOLING[p] + (8.0 if w == "pca" else 0.0)
+
+
+def runs(level, seeds=(0, 1), **kwargs):
+    return {s: ch02.OffTheShelfRun({}, scores_of(lambda *a, s=s: level(*a) + s, **kwargs))
+            for s in seeds}
+
+
+def verdicts(results):
+    evidence = ch02._evidence(results)
+    return {check.__name__: None if (claim := check(results, evidence)) is None
+            else claim.verdict for check in ch02.CLAIMS}
+
+
+def test_evidence_holds_the_map_scores_without_their_nan_queries():
+    evidence = ch02._evidence(runs(thesis_like))
+    first = evidence[0]
+    assert len(first.names) == 5 * 2 * 4  # ukbench N-S left out
+    assert first.values("mAP E roxford5k gem pca").size == 4
+    assert first.mean("mAP E roxford5k gem pca") == pytest.approx(40 + 20 + 6 + 8 - 0.5)
+    assert first.query_set("mAP H roxford5k mac none") == "roxford5k/mAP H"
+
+
+def test_claims_are_supported_when_the_thesis_ordering_holds():
+    assert verdicts(runs(thesis_like)) == {"whitening_claim": "supported",
+                                           "weighted_pooling_claim": "supported",
+                                           "hard_is_harder_claim": "supported"}
+
+
+def test_claims_are_not_supported_when_the_ordering_is_reversed():
+    def reversed_(p, w, m):
+        return 40.0 - SETUP[m] - POOLING[p] - (8.0 if w == "pca" else 0.0)
+
+    assert set(verdicts(runs(reversed_)).values()) == {"not supported"}
+
+
+def test_one_broken_pooling_breaks_only_the_pooling_claim():
+    def crow_below_spoc(p, w, m):
+        return thesis_like(p, w, m) - (10.0 if p == "crow" else 0.0)
+
+    found = verdicts(runs(crow_below_spoc))
+    assert found["weighted_pooling_claim"] == "not supported"
+    assert found["whitening_claim"] == found["hard_is_harder_claim"] == "supported"
+    claim = ch02.weighted_pooling_claim(runs(crow_below_spoc), ch02._evidence(
+        runs(crow_below_spoc)))
+    by_label = {c["label"]: c for c in claim.comparisons}
+    assert by_label["crow − spoc, mean mAP"]["difference"] == pytest.approx(-6.0)
+    assert by_label["gem − spoc, mean mAP"]["difference"] == pytest.approx(6.0)
+
+
+def test_claims_a_run_cannot_test_are_none():
+    found = verdicts(runs(thesis_like, whitenings=("none",), poolings=("mac", "gem")))
+    assert found == {"whitening_claim": None, "weighted_pooling_claim": None,
+                     "hard_is_harder_claim": "supported"}
+    results = {0: ch02.OffTheShelfRun({}, {k: v for k, v in scores_of(thesis_like).items()
+                                           if k[0] != "roxford5k"})}
+    assert verdicts(results)["hard_is_harder_claim"] is None
+    assert verdicts(results)["whitening_claim"] == "supported"
+
+
+def test_claim_ids_are_those_of_the_claim_functions():
+    found = {ch02.CLAIMS[i](runs(thesis_like), ch02._evidence(runs(thesis_like))).id
+             for i in range(3)}
+    assert found == set(ch02.CLAIM_IDS)
+
+
+# --- labels, benchmarks, protocol ------------------------------------------------------------
+
+def test_result_labels_use_the_medium_setup_and_junk():
+    bench, _, _ = revisited()
+    assert ch02.result_labels(bench, 0, [3, 1, 2, 0]) == ["positive", "junk", "negative",
+                                                           "positive"]
+    holidays = benchmark("holidays", [{"ok": np.array([1, 2]), "junk": np.array([0])}], 6, 1)
+    assert ch02.result_labels(holidays, 0, [2, 0, 5]) == ["positive", "junk", "negative"]
+    uk, _ = ukbench()
+    assert ch02.result_labels(uk, 5, [4, 7, 0]) == ["positive", "positive", "negative"]
+
+
+def test_gallery_rows_drop_the_query_from_its_own_results(tmp_path):
+    bench, db = ukbench()
+    for i, path in enumerate(bench.db_paths):
+        Image.new("RGB", (4, 4), (30 * i, 0, 0)).save(tmp_path / path.name)
+    bench.db_paths = bench.query_paths = [tmp_path / p.name for p in bench.db_paths]
+    found = ch02.BenchmarkDescriptors(bench, {"mac": db}, {"mac": db})
+    rows = ch02.gallery_rows(found, "mac", [3, 7], k=3)
+    assert [[im.getpixel((0, 0))[0] // 30 for im in row.result_images] for row in rows] == [
+        [0, 1, 2], [0, 1, 2]]
+    assert rows[1].labels == ["negative"] * 3
+    assert ch02.gallery_rows(found, "mac", [], k=3) == []
+
+
+def test_benchmarks_needed_add_the_whitening_companions():
+    assert ch02.benchmarks_needed("roxford5k", "none") == ["roxford5k"]
+    assert ch02.benchmarks_needed("roxford5k", "pca") == ["roxford5k", "rparis6k"]
+    assert ch02.benchmarks_needed("holidays", "both") == ["holidays", "rparis6k"]
+    assert ch02.benchmarks_needed("all", "pca") == ["roxford5k", "rparis6k", "holidays",
+                                                    "ukbench"]
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "full"])
+def test_protocol_table_explains_every_deviation(profile):
+    params = ch02.CHAPTER.resolve(profile)
+    table = ch02.protocol_table(params)
+    assert table["item"].tolist() == ["data", "backbone", "image size", "whitening",
+                                      "Oxford/Paris version", "metric"]
+    deviating = table[table["deviation"] != ""]
+    assert (deviating["this run"] != deviating["thesis"]).all()
+    assert "Oxford/Paris version" in set(deviating["item"])  # revisited, always
+    assert ("data" in set(deviating["item"])) == params["synthetic"]
+    assert ("image size" in set(deviating["item"])) == (params["image_size"] != 1024)
+
+
+def test_protocol_values_follow_the_parameters():
+    params = {**ch02.CHAPTER.resolve("full", {"pretrained": False}), "whitening": "none"}
+    values = ch02.protocol_values(params)
+    assert values["whitening"] == "none" and values["backbone"] == "resnet101, random weights"
+    table = ch02.protocol_table(params).set_index("item")
+    assert table.loc["whitening", "deviation"] == ch02.DEVIATION_REASONS["whitening"]
+    smallcnn = ch02.protocol_values({**params, "backbone": "smallcnn", "pretrained": False})
+    assert smallcnn["backbone"] == "smallcnn, random weights"
+    assert "ImageNet stand-in" in ch02.protocol_values(ch02.CHAPTER.resolve("smoke"))["backbone"]
