@@ -12,7 +12,7 @@ import pytest
 from irbook.chapters import CHAPTERS
 from irbook.paths import REPO_ROOT
 from irbook.protocol import PROTOCOLS_DIR
-from irbook.runner import chapter_run_dir
+from irbook.runner import chapter_run_dir, run_chapter
 from irbook.thesis_tables import available_tables
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
@@ -112,3 +112,15 @@ def test_cli_lists_parameters():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "pooling (str)" in done.stdout and "smoke='all'" in done.stdout
+
+
+def test_two_seeds_keep_every_seed_and_compare_their_means(tmp_path):
+    """``-p seeds 2``: each claim keeps both seeds' values and compares their mean."""
+    out = run_chapter("ch02", "smoke", {"seeds": 2}, out_root=tmp_path, progress=False)
+    results = json.loads((out / "results.json").read_text())
+    assert results["claims"]
+    for claim in results["claims"]:
+        assert [s["seed"] for s in claim["seeds"]] == [0, 1]
+        for name, value in claim["compared"].items():
+            per_seed = [s["compared"][name] for s in claim["seeds"]]
+            assert value == pytest.approx(sum(per_seed) / 2)

@@ -38,7 +38,7 @@ _PROFILES = {
                   experiments="all", experiment_datasets="all", alpha=1.0, beta=1.0),
     "demo": dict(COMMON_DEFAULTS["demo"], dataset="both", backbone="smallcnn",
                  pretrained=True, pretrain_epochs=12, image_size=48, embedding_dim=128,
-                 epochs_first=10, epochs_incremental=5, batches_per_epoch=10, lr=1e-3,
+                 epochs_first=10, epochs_incremental=5, batches_per_epoch=8, lr=1e-3,
                  backbone_lr_scale=0.1, margin=0.5, classes_per_batch=8, samples_per_class=4,
                  experiments="all", experiment_datasets="first", alpha=1.0, beta=1.0),
     "full": dict(COMMON_DEFAULTS["full"], dataset="both", backbone="googlenet",
@@ -89,10 +89,7 @@ def config(run: Session, seed: int, **overrides: Any) -> IncrementalConfig:
 
 def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
     """This run's value of every item of ``data/thesis_protocols/ch05.csv``."""
-    backbone = ("small CNN, stand-in pre-training on disjoint synthetic classes"
-                if p["backbone"] == "smallcnn" and p["pretrained"] else
-                "GoogLeNet Inception, ImageNet" if p["backbone"] == "googlenet" and p["pretrained"]
-                else f"{p['backbone']}, ImageNet" if p["pretrained"] else f"{p['backbone']}, random")
+    backbone = ex.describe_backbone(p)
     epoch = ("ceil(classes / P) batches" if not p["batches_per_epoch"]
              else f"{p['batches_per_epoch']} batches")
     return {
@@ -119,24 +116,9 @@ def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
 
 def deviation_reasons(p: Mapping[str, Any]) -> dict[str, str]:
     """Why each protocol item of this profile differs from the thesis."""
-    cpu = "a 2-core CPU runs the profile in minutes"
-    return {
-        "data": "the real datasets are not on this machine; the synthetic stand-ins are read "
-                "by the same loaders",
-        "backbone": f"{cpu}; ImageNet weights are not offline" if p["backbone"] == "smallcnn"
-                    else "set by the backbone / pretrained parameters",
-        "embedding": cpu, "image size": cpu, "sampler": cpu,
-        "learning rates": f"{cpu}: fewer steps need a larger rate (ratio kept at the thesis' "
-                          "1:10)" if p["backbone_lr_scale"] == 0.1 else "set by the parameters",
-        "triplet margin": "set by the margin parameter",
-        "loss weights": "set by the alpha / beta parameters",
-        "epochs": f"{cpu}; the thesis' 1500 : 800 proportion of the stage lengths is kept",
-        "reference": "the thesis trains the reference from ImageNet; here it starts from the "
-                     "initial model so that every row shares the first stage",
-        "metrics": "mAP is reported with the standard definition; the thesis' mAP may carry "
-                   "the reference code's deflation",
-        "seeds": "the thesis reports single runs without uncertainty",
-    }
+    return {**ex.common_deviation_reasons(p),
+            "triplet margin": "set by the margin parameter",
+            "loss weights": "set by the alpha / beta parameters"}
 
 
 def protocol_table(p: Mapping[str, Any]) -> pd.DataFrame:
@@ -206,11 +188,12 @@ def _a_b(run: Session) -> tuple[float, float]:
 
 def one_step(run: Session) -> dict[str, Seeded]:
     """Tables 5.2-5.3: every method, all new classes at once, on every dataset; old-class mAP
-    tracked during the stage (Fig. 5.3c)."""
+    tracked during the stage on the first dataset (Fig. 5.3c)."""
     track = ex.tracking_interval(run.params["epochs_incremental"])
     out = {name: ex.run_seeds(run.seeds, split, ex.one_step_tasks(split),
                               one_step_specs(*_a_b(run)), lambda s: config(run, s),
-                              desc=f"{name}: one step", track_every=track)
+                              desc=f"{name}: one step",
+                              track_every=track if name == run.state["first"] else 0)
            for name, split in run.state["splits"].items()}
     for name, seeded in out.items():
         for seed, results in seeded.items():
@@ -285,8 +268,8 @@ def thesis_beside_one_step(run: Session, table: pd.DataFrame) -> dict[str, pd.Da
 
 def pr_and_training_curves(run: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figs. 5.3a-c / 5.4a-c: PR curves of the final models on the old and the new classes
-    (mean over the seeds; per-query areas go to the evidence), and the old-class mAP during the
-    incremental stage (first seed), on every dataset."""
+    (mean over the seeds; per-query areas go to the evidence) on every dataset, and the
+    old-class mAP during the incremental stage (first dataset, first seed)."""
     curves, during = [], []
     for name, seeded in run.state["one_step"].items():
         for seed, per_seed in seeded.items():
@@ -296,8 +279,9 @@ def pr_and_training_curves(run: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
             for (label, classes), values in areas.items():
                 run.state["evidence"][seed].add(f"pr/{name}/{label}/{classes}", values,
                                                 per_seed[label].query_set(subset=classes))
-        first = {k: v for k, v in seeded[run.seeds[0]].items() if k != "reference"}
-        during.append(ex.training_curves(first, "mAP").assign(dataset=name))
+        if name == run.state["first"]:
+            first = {k: v for k, v in seeded[run.seeds[0]].items() if k != "reference"}
+            during.append(ex.training_curves(first, "mAP").assign(dataset=name))
     keys = ["dataset", "method", "classes", "recall"]
     mean = pd.concat(curves).groupby(keys, sort=False).precision.mean().reset_index()
     areas = pr_area(mean[mean.dataset == run.state["first"]])
@@ -432,9 +416,11 @@ def mean_drop_per_step(curve: pd.DataFrame) -> pd.Series:
 
 def classification_config(run: Session, seed: int) -> IncrementalConfig:
     """The CIFAR-100 run: the chapter's settings at CIFAR's own 32 x 32 pixels for the small
-    CPU network (torchvision backbones keep the chapter's crop size)."""
+    CPU network (torchvision backbones keep the chapter's crop size); each of the four later
+    tasks holds a quarter of the new classes, so its stage is scaled as the sequential groups'."""
     size = 32 if run.params["backbone"] == "smallcnn" else run.params["image_size"]
-    return config(run, seed, image_size=size)
+    return ex.scaled_stages(config(run, seed, image_size=size), 1 / 4,
+                            bool(run.params["batches_per_epoch"]))
 
 
 def classification(run: Session) -> pd.DataFrame:

@@ -66,7 +66,7 @@ _PROFILES = {
                   n_tasks_long=4),
     "demo": dict(COMMON_DEFAULTS["demo"], dataset="both", backbone="smallcnn",
                  pretrained=True, pretrain_epochs=12, image_size=48, embedding_dim=128,
-                 epochs_first=10, epochs_incremental=5, batches_per_epoch=10, lr=1e-3,
+                 epochs_first=10, epochs_incremental=5, batches_per_epoch=8, lr=1e-3,
                  backbone_lr_scale=0.1, margin=0.1, classes_per_batch=8, samples_per_class=4,
                  experiments="all", experiment_datasets="first", n_tasks=4, corr_weight=10.0,
                  n_tasks_long=10),
@@ -158,9 +158,7 @@ def method_specs(labels: Sequence[str], corr_weight: float) -> dict[str, MethodS
 
 def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
     """This run's value of every item of ``data/thesis_protocols/ch06.csv``."""
-    backbone = ("small CNN, stand-in pre-training on disjoint synthetic classes"
-                if p["backbone"] == "smallcnn" and p["pretrained"] else
-                f"{p['backbone']}, ImageNet" if p["pretrained"] else f"{p['backbone']}, random")
+    backbone = ex.describe_backbone(p)
     return {
         "data": "CUB-200-2011, Stanford Dogs (" + (
             "synthetic, in the official layouts)" if p["synthetic"] else "real)"),
@@ -184,25 +182,16 @@ def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
 
 def deviation_reasons(p: Mapping[str, Any]) -> dict[str, str]:
     """Why each protocol item of this profile differs from the thesis."""
-    cpu = "a 2-core CPU runs the profile in minutes"
-    return {
-        "data": "the real datasets are not on this machine; the synthetic stand-ins are read "
-                "by the same loaders",
-        "backbone": "no BN-Inception in torchvision (GoogLeNet stands in)" if
-                    p["backbone"] == "googlenet" else f"{cpu}; ImageNet weights are not offline",
-        "embedding": cpu, "image size": cpu, "sampler": cpu, "epochs": cpu,
-        "learning rates": f"{cpu}: fewer steps need a larger rate (ratio kept at the thesis' "
-                          "1:10)" if p["backbone_lr_scale"] == 0.1 else "set by the parameters",
+    reasons = {
+        **ex.common_deviation_reasons(p),
         "ranking loss": "the batch-hard triplet loss collapsed the embedding of fine-tuning in "
                         "a demo test; every method shares the author's pair loss",
         "loss weights": "set by the corr_weight parameter",
         "schedule": "set by the n_tasks / n_tasks_long parameters",
-        "reference": "the thesis trains the reference from ImageNet; here it continues from "
-                     "f_0 so that every row shares the first stage",
-        "metrics": "mAP is reported with the standard definition; the thesis' mAP may carry "
-                   "the reference code's deflation",
-        "seeds": "the thesis reports single runs without uncertainty",
     }
+    if p["backbone"] == "googlenet":
+        reasons["backbone"] = "no BN-Inception in torchvision (GoogLeNet stands in)"
+    return reasons
 
 
 def protocol_table(p: Mapping[str, Any]) -> pd.DataFrame:

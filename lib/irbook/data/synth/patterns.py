@@ -192,78 +192,109 @@ def _region(rng: np.random.Generator, w: int, h: int, lo: float = 0.35, hi: floa
     return x0, y0, x0 + rw, y0 + rh
 
 
+def _motif_windows(draw, rng, box, col, other, palette, unit, arches=False) -> None:
+    x0, y0, x1, y1 = box
+    rows, cols = int(rng.integers(2, 5)), int(rng.integers(2, 6))
+    cw, ch = (x1 - x0) / cols, (y1 - y0) / rows
+    for i in range(cols):
+        for j in range(rows):
+            bx, by = x0 + i * cw + 0.2 * cw, y0 + j * ch + 0.15 * ch
+            ex, ey = x0 + (i + 1) * cw - 0.2 * cw, y0 + (j + 1) * ch - 0.15 * ch
+            if arches:
+                radius = min((ex - bx) / 2, (ey - by) / 2)
+                draw.rectangle([bx, by + radius, ex, ey], fill=col)
+                draw.ellipse([bx, by, ex, by + 2 * radius], fill=col)
+            else:
+                draw.rectangle([bx, by, ex, ey], fill=col)
+                draw.line([(bx + ex) / 2, by, (bx + ex) / 2, ey], fill=other, width=1)
+
+
+def _motif_arches(draw, rng, box, col, other, palette, unit) -> None:
+    _motif_windows(draw, rng, box, col, other, palette, unit, arches=True)
+
+
+def _motif_stripes(draw, rng, box, col, other, palette, unit) -> None:
+    x0, y0, x1, y1 = box
+    step = _uniform(rng, 1.5, 3.5) * unit
+    width = max(1, int(step * _uniform(rng, 0.25, 0.5)))
+    vertical = rng.random() < 0.5
+    n = int(((x1 - x0) if vertical else (y1 - y0)) / step)
+    for k in range(n + 1):
+        if vertical:
+            draw.line([x0 + k * step, y0, x0 + k * step, y1], fill=col, width=width)
+        else:
+            draw.line([x0, y0 + k * step, x1, y0 + k * step], fill=col, width=width)
+
+
+def _motif_blobs(draw, rng, box, col, other, palette, unit) -> None:
+    x0, y0, x1, y1 = box
+    for _ in range(int(rng.integers(3, 8))):
+        r = _uniform(rng, 1.5, 6) * unit
+        cx, cy = _uniform(rng, x0, x1), _uniform(rng, y0, y1)
+        draw.ellipse([cx - r, cy - r * _uniform(rng, 0.6, 1.4), cx + r, cy + r],
+                     fill=_pick(rng, palette))
+
+
+def _motif_rings(draw, rng, box, col, other, palette, unit) -> None:
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    r = min(x1 - x0, y1 - y0) / 2
+    width = max(1, int(unit * _uniform(rng, 0.6, 1.5)))
+    for k, rk in enumerate(np.arange(r, 0, -2.2 * width)):
+        draw.ellipse([cx - rk, cy - rk, cx + rk, cy + rk], outline=(col, other)[k % 2],
+                     width=width)
+
+
+def _motif_text(draw, rng, box, col, other, palette, unit) -> None:
+    x0, y0, x1, y1 = box
+    line_h = _uniform(rng, 1.0, 2.0) * unit
+    y = y0
+    while y + line_h < y1:
+        x = x0
+        while x < x1:
+            word = _uniform(rng, 1.5, 6) * unit
+            draw.rectangle([x, y, min(x + word, x1), y + line_h * 0.55], fill=col)
+            x += word + line_h * 0.8
+        y += line_h * 1.6
+
+
+def _motif_checker(draw, rng, box, col, other, palette, unit) -> None:
+    x0, y0, x1, y1 = box
+    cell = _uniform(rng, 1.5, 3.5) * unit
+    for i in range(int((x1 - x0) / cell)):
+        for j in range(int((y1 - y0) / cell)):
+            if (i + j) % 2 == 0:
+                draw.rectangle([x0 + i * cell, y0 + j * cell, x0 + (i + 1) * cell,
+                                y0 + (j + 1) * cell], fill=col)
+
+
+def _motif_zigzag(draw, rng, box, col, other, palette, unit) -> None:
+    x0, y0, x1, y1 = box
+    n = int(rng.integers(4, 10))
+    xs = np.linspace(x0, x1, n + 1)
+    amp = (y1 - y0) / 2
+    for k in range(int(rng.integers(1, 4))):
+        yc = y0 + amp * (0.5 + k * 0.5)
+        pts = [(float(x), float(yc + (amp / 2 if i % 2 else -amp / 2)))
+               for i, x in enumerate(xs)]
+        draw.line(pts, fill=(col, other)[k % 2], width=max(1, int(unit)))
+
+
+_MOTIFS = {"windows": _motif_windows, "arches": _motif_arches, "stripes": _motif_stripes,
+           "blobs": _motif_blobs, "rings": _motif_rings, "text": _motif_text,
+           "checker": _motif_checker, "zigzag": _motif_zigzag}
+
+
 def _draw_motif(
     draw: ImageDraw.ImageDraw, rng: np.random.Generator, motif: str,
     palette: tuple[Colour, ...], w: int, h: int,
 ) -> None:
-    x0, y0, x1, y1 = _region(rng, w, h)
+    box = _region(rng, w, h)
     col, other = _pick(rng, palette), _pick(rng, palette)
     unit = max(w, h) / 40.0
-    if motif in ("windows", "arches"):
-        rows, cols = int(rng.integers(2, 5)), int(rng.integers(2, 6))
-        cw, ch = (x1 - x0) / cols, (y1 - y0) / rows
-        for i in range(cols):
-            for j in range(rows):
-                bx, by = x0 + i * cw + 0.2 * cw, y0 + j * ch + 0.15 * ch
-                ex, ey = x0 + (i + 1) * cw - 0.2 * cw, y0 + (j + 1) * ch - 0.15 * ch
-                if motif == "arches":
-                    radius = min((ex - bx) / 2, (ey - by) / 2)
-                    draw.rectangle([bx, by + radius, ex, ey], fill=col)
-                    draw.ellipse([bx, by, ex, by + 2 * radius], fill=col)
-                else:
-                    draw.rectangle([bx, by, ex, ey], fill=col)
-                    draw.line([(bx + ex) / 2, by, (bx + ex) / 2, ey], fill=other, width=1)
-    elif motif == "stripes":
-        step = _uniform(rng, 1.5, 3.5) * unit
-        width = max(1, int(step * _uniform(rng, 0.25, 0.5)))
-        vertical = rng.random() < 0.5
-        n = int(((x1 - x0) if vertical else (y1 - y0)) / step)
-        for k in range(n + 1):
-            if vertical:
-                draw.line([x0 + k * step, y0, x0 + k * step, y1], fill=col, width=width)
-            else:
-                draw.line([x0, y0 + k * step, x1, y0 + k * step], fill=col, width=width)
-    elif motif == "blobs":
-        for _ in range(int(rng.integers(3, 8))):
-            r = _uniform(rng, 1.5, 6) * unit
-            cx, cy = _uniform(rng, x0, x1), _uniform(rng, y0, y1)
-            draw.ellipse([cx - r, cy - r * _uniform(rng, 0.6, 1.4), cx + r, cy + r],
-                         fill=_pick(rng, palette))
-    elif motif == "rings":
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        r = min(x1 - x0, y1 - y0) / 2
-        width = max(1, int(unit * _uniform(rng, 0.6, 1.5)))
-        for k, rk in enumerate(np.arange(r, 0, -2.2 * width)):
-            draw.ellipse([cx - rk, cy - rk, cx + rk, cy + rk], outline=(col, other)[k % 2],
-                         width=width)
-    elif motif == "text":
-        line_h = _uniform(rng, 1.0, 2.0) * unit
-        y = y0
-        while y + line_h < y1:
-            x = x0
-            while x < x1:
-                word = _uniform(rng, 1.5, 6) * unit
-                draw.rectangle([x, y, min(x + word, x1), y + line_h * 0.55], fill=col)
-                x += word + line_h * 0.8
-            y += line_h * 1.6
-    elif motif == "checker":
-        cell = _uniform(rng, 1.5, 3.5) * unit
-        for i in range(int((x1 - x0) / cell)):
-            for j in range(int((y1 - y0) / cell)):
-                if (i + j) % 2 == 0:
-                    draw.rectangle([x0 + i * cell, y0 + j * cell, x0 + (i + 1) * cell,
-                                    y0 + (j + 1) * cell], fill=col)
-    elif motif == "zigzag":
-        n = int(rng.integers(4, 10))
-        xs = np.linspace(x0, x1, n + 1)
-        amp = (y1 - y0) / 2
-        for k in range(int(rng.integers(1, 4))):
-            yc = y0 + amp * (0.5 + k * 0.5)
-            pts = [(float(x), float(yc + (amp / 2 if i % 2 else -amp / 2)))
-                   for i, x in enumerate(xs)]
-            draw.line(pts, fill=(col, other)[k % 2], width=max(1, int(unit)))
-    else:
+    if motif not in _MOTIFS:
         raise ValueError(f"unknown motif {motif!r}")
+    _MOTIFS[motif](draw, rng, box, col, other, palette, unit)
 
 
 def _silhouette(shape: str, w: int, h: int) -> Image.Image:
