@@ -209,7 +209,11 @@ def test_several_comparisons_combine_and_the_weakest_decides():
     assert claim.deciding_comparison()["label"] == "few − zero"
     assert claim.detail.count("needs >") == 2
     assert set(claim.compared) == {"ours", "ewc", "few", "zero", "ours − EWC", "few − zero"}
-    assert check([clear, doubtful, failing], ev).verdict == "not supported"
+    refuted = check([clear, doubtful, failing], ev)
+    assert refuted.verdict == "not supported"
+    # a refuted claim shows the interval of the comparison that refutes it, not the doubtful one
+    assert refuted.deciding_comparison()["label"] == "ewc − ours"
+    assert refuted.interval == refuted.comparisons[2]["interval"] and refuted.interval[1] <= 0
     assert check([clear], ev).verdict == "supported"
 
 

@@ -237,13 +237,22 @@ def check_claim_id(claim_id: str) -> str:
 
 
 def deciding_index(results: Sequence[Mapping[str, Any] | ComparisonResult]) -> int:
-    """Index of the comparison with the smallest (interval low, else difference) − threshold."""
-    def margin(result: Any) -> float:
-        get = result.get if isinstance(result, Mapping) else lambda k: getattr(result, k)
-        low = get("interval")[0] if get("interval") is not None else get("difference")
-        return float(low) - float(get("threshold"))
+    """Index of the comparison that decides the claim's verdict: among the comparisons that are
+    not supported (if any) the one furthest below its threshold (smallest interval high, else
+    difference, minus threshold); otherwise the one closest to failing (smallest interval low,
+    else difference, minus threshold)."""
+    def get(result: Any, key: str) -> Any:
+        return result[key] if isinstance(result, Mapping) else getattr(result, key)
 
-    return min(range(len(results)), key=lambda i: margin(results[i]))
+    def margin(result: Any, end: int) -> float:
+        interval = get(result, "interval")
+        edge = interval[end] if interval is not None else get(result, "difference")
+        return float(edge) - float(get(result, "threshold"))
+
+    failing = [i for i, r in enumerate(results) if get(r, "verdict") == "not supported"]
+    if failing:
+        return min(failing, key=lambda i: margin(results[i], 1))
+    return min(range(len(results)), key=lambda i: margin(results[i], 0))
 
 
 def comparison_verdict(difference: float, interval: Sequence[float] | None,
