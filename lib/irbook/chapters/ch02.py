@@ -97,7 +97,7 @@ CHAPTER = Chapter(
 def setup(namespace: Mapping[str, Any]) -> Session:
     """The first code cell of chapter 2: ``run = ch02.setup(globals())``."""
     run = start(CHAPTER.key, namespace)
-    run.report.deviations = protocol.deviations(protocol_table(run.params))
+    run.report.extra["deviations"] = protocol.deviations(protocol_table(run.params))
     return run
 
 
