@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from planted import NAN, OFFSETS, planted
 
 from irbook.chapters import Session, ch05
 from irbook.claims import Evidence, evaluate_claim
@@ -13,40 +14,6 @@ from irbook.data.errors import DatasetNotFoundError
 from irbook.data.synth.finegrained import ensure_finegrained
 from irbook.incremental import experiments as ex
 from irbook.incremental.methods import METHODS, make_method
-from irbook.incremental.runner import IncrementalResult
-
-NAN = float("nan")
-OFFSETS = np.array([-1.5, -0.5, 0.5, 1.5])
-
-
-def planted(tasks, acc, before=None, split_id="toy") -> IncrementalResult:
-    """A result without a model (as in test_experiments): ``acc`` metric → (T, T) lower
-    triangle, ``before`` metric → (T,); every evaluation holds its mean + OFFSETS per task."""
-    tasks = [np.asarray(t) for t in tasks]
-    size, last = len(tasks), len(tasks) - 1
-    acc = {m: np.asarray(v, dtype=float) for m, v in acc.items()}
-    before = before or {m: np.full(size, 10.0) for m in acc}
-    per_query, rows, before_rows = {}, [], []
-    for m, matrix in acc.items():
-        for i in range(size):
-            for j in range(i + 1):
-                rows.append(dict(after_task=i, task=j, metric=m, value=matrix[i, j]))
-                per_query.setdefault(("after", i, j), {})[m] = matrix[i, j] + OFFSETS
-        for j in range(1, size):
-            before_rows.append(dict(task=j, metric=m, value=float(before[m][j])))
-            per_query.setdefault(("before", j - 1, j), {})[m] = before[m][j] + OFFSETS
-        per_query.setdefault(("old", last, 0), {})[m] = matrix[last, 0] + OFFSETS
-        per_query.setdefault(("new", last, -1), {})[m] = (np.mean(matrix[last, 1:])
-                                                          + np.tile(OFFSETS, last))
-    old_new = pd.DataFrame([dict(subset=s, metric=m, value=float(per_query[(s, last, t)][m]
-                                                                 .mean()))
-                            for m in acc for s, t in (("old", 0), ("new", -1))])
-    return IncrementalResult(
-        method="planted", hparams={}, tasks=tasks, accuracy=pd.DataFrame(rows),
-        before=pd.DataFrame(before_rows), old_new=old_new, train_seconds=[0.0] * size,
-        histories=[[] for _ in tasks], first_stage_cached=False, model=None, model_state={},
-        per_query=per_query, split_id=split_id)
-
 
 # --- line-ups --------------------------------------------------------------------------------
 
@@ -167,7 +134,7 @@ DATASETS = ("cub200", "dogs")
 
 def one_step_results(initial, rows, tasks=TWO, split_id="toy"):
     return {label: planted(tasks, {"R@1": [[initial[0], NAN], [old, new]]},
-                           {"R@1": [NAN, initial[1]]}, split_id)
+                           {"R@1": [NAN, initial[1]]}, split_id=split_id)
             for label, (old, new) in rows.items()}
 
 

@@ -254,16 +254,8 @@ def before_after_gallery(run: Session, queries: int = 2, k: int = 8) -> list[tup
 
 def thesis_beside_one_step(run: Session, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per dataset: thesis Table 5.2 / 5.3 (R@1, R@2, R@4) beside this run's numbers."""
-    out = {}
-    for name in run.state["splits"]:
-        source = "5.2" if name == "cub200" else "5.3"
-        thesis = ex.thesis_pivot(source, index="method", columns=["metric", "classes"],
-                                 metric=None, dataset="CUB-200" if name == "cub200"
-                                 else "Stanford-Dogs")
-        mine = ex.wide(table[table.dataset == name])
-        out[name] = pd.concat({f"Table {source} (thesis)": thesis.round(1),
-                               f"this run ({run.profile})": mine}, axis=1)
-    return out
+    sources = {"cub200": "5.2", "dogs": "5.3"}
+    return ex.thesis_beside(table, {n: sources[n] for n in run.state["splits"]}, run.profile)
 
 
 def pr_and_training_curves(run: Session) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -248,16 +248,8 @@ def _glue_loss_terms(run: Session) -> None:
 
 def thesis_beside_one_task(run: Session, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per dataset: thesis Table 6.1 / 6.2 (R@1 and mAP) beside this run's numbers."""
-    out = {}
-    for name in run.state["splits"]:
-        source = "6.1" if name == "cub200" else "6.2"
-        thesis = ex.thesis_pivot(source, index="method", columns=["metric", "classes"],
-                                 metric=None, dataset="CUB-200" if name == "cub200"
-                                 else "Stanford-Dogs")
-        out[name] = pd.concat({f"Table {source} (thesis)": thesis.round(1),
-                               f"this run ({run.profile})": ex.wide(table[table.dataset == name])},
-                              axis=1)
-    return out
+    sources = {"cub200": "6.1", "dogs": "6.2"}
+    return ex.thesis_beside(table, {n: sources[n] for n in run.state["splits"]}, run.profile)
 
 
 def gram_figure_data(run: Session) -> tuple[dict[str, np.ndarray], pd.DataFrame, int]:

@@ -408,6 +408,24 @@ def thesis_pivot(table: str, index: str | list[str], columns: str | list[str],
     return thesis[keep].pivot_table(index=index, columns=columns, values="value", sort=False)
 
 
+THESIS_DATASET_NAMES = {"cub200": "CUB-200", "dogs": "Stanford-Dogs"}
+
+
+def thesis_beside(table: pd.DataFrame, sources: Mapping[str, str],
+                  profile: str) -> dict[str, pd.DataFrame]:
+    """Per dataset of ``sources`` (dataset → thesis table, e.g. ``{"cub200": "5.2"}``): the
+    thesis table's every metric beside this run's :func:`old_new_table` rows of that dataset
+    (``table`` has a ``dataset`` column)."""
+    out = {}
+    for name, source in sources.items():
+        thesis = thesis_pivot(source, index="method", columns=["metric", "classes"],
+                              metric=None, dataset=THESIS_DATASET_NAMES[name])
+        out[name] = pd.concat({f"Table {source} (thesis)": thesis.round(1),
+                               f"this run ({profile})": wide(table[table.dataset == name])},
+                              axis=1)
+    return out
+
+
 def value(table: pd.DataFrame, method: str, classes: str, metric: str = "R@1") -> float:
     """One number of an :func:`old_new_table`."""
     hit = table[(table.method == method) & (table.classes == classes) & (table.metric == metric)]
