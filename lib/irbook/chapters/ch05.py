@@ -110,7 +110,7 @@ def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
                      "model",
         "evaluation": "query = gallery = test images of the evaluated classes, self excluded",
         "metrics": "Recall@1/2/4, standard mAP, top-1 (CIFAR)",
-        "seeds": f"{p['seeds']} (seed {p['seed']}...), bootstrap over queries",
+        "seeds": ex.describe_seeds(p),
     }
 
 

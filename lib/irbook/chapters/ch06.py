@@ -176,7 +176,7 @@ def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
         "reference": "joint training on the classes seen so far, continued from f_0",
         "evaluation": "query = gallery = test images of the evaluated classes, self excluded",
         "metrics": "Recall@1, standard mAP, forgetting (Eq. 6.12)",
-        "seeds": f"{p['seeds']} (seed {p['seed']}...), bootstrap over queries",
+        "seeds": ex.describe_seeds(p),
     }
 
 

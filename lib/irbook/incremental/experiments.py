@@ -130,6 +130,13 @@ def describe_backbone(params: Mapping[str, Any]) -> str:
     return f"{name}, ImageNet" if params["pretrained"] else f"{name}, random weights"
 
 
+def describe_seeds(params: Mapping[str, Any]) -> str:
+    """How many trainings a run repeats, in the words of the protocol tables."""
+    first, n = params["seed"], params["seeds"]
+    seeds = f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
+    return f"{n} training(s) ({seeds}); 95 % intervals from a bootstrap over test queries"
+
+
 CPU_BUDGET = "a 2-core CPU runs the profile in minutes"
 
 
