@@ -385,3 +385,39 @@ def test_kd_mmd_without_distillation_runs_on_a_first_stage_without_cross_entropy
     result = run_incremental(_split(), TASKS, make_method("kd_mmd", alpha=0.0, ce_weight=0.0),
                              config)
     assert {"triplet", "mmd"} == set(result.histories[1][0]) - {"epoch", "loss", "seconds"}
+
+
+def test_the_first_stage_learns_with_the_configured_metric_loss(tmp_path, monkeypatch):
+    seen = []
+    original = FirstStage.loss
+
+    def spy(self, model, batch, ctx):
+        seen.append(self.metric_loss)
+        return original(self, model, batch, ctx)
+
+    monkeypatch.setattr(FirstStage, "loss", spy)
+    triplet = run_incremental(_split(), TASKS[:1], "finetune", _config(tmp_path))
+    pair = run_incremental(_split(), TASKS[:1], "finetune",
+                           _config(tmp_path, first_stage_metric_loss="pair"))
+    assert set(seen) == {"triplet", "pair"}
+    assert not np.allclose(triplet.query_values("mAP", after_task=0, task=0),
+                           pair.query_values("mAP", after_task=0, task=0))
+    with pytest.raises(ValueError, match="first_stage_metric_loss must be one of triplet, pair"):
+        _config(tmp_path, first_stage_metric_loss="contrastive")
+
+
+def test_the_first_stage_is_evaluated_once_for_every_method_that_shares_it(tmp_path, monkeypatch):
+    calls = []
+    original = runner_module._Run.evaluate
+
+    def counting(self, model, stage):
+        calls.append(stage)
+        return original(self, model, stage)
+
+    monkeypatch.setattr(runner_module._Run, "evaluate", counting)
+    split = _split()
+    first = run_incremental(split, TASKS, "finetune", _config(tmp_path, first_stage_ce_weight=0.5))
+    second = run_incremental(split, TASKS, "lwf", _config(tmp_path, first_stage_ce_weight=0.5))
+    assert calls == [0, 1, 1]  # stage 0 once, stage 1 once per method
+    np.testing.assert_array_equal(first.query_values("R@1", after_task=0, task=0),
+                                  second.query_values("R@1", after_task=0, task=0))

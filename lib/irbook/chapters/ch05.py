@@ -38,7 +38,7 @@ _PROFILES = {
                   experiments="all", experiment_datasets="all", alpha=1.0, beta=1.0),
     "demo": dict(COMMON_DEFAULTS["demo"], dataset="both", backbone="smallcnn",
                  pretrained=True, pretrain_epochs=12, image_size=48, embedding_dim=128,
-                 epochs_first=10, epochs_incremental=5, batches_per_epoch=8, lr=1e-3,
+                 epochs_first=20, epochs_incremental=5, batches_per_epoch=8, lr=3e-3,
                  backbone_lr_scale=0.1, margin=0.5, classes_per_batch=8, samples_per_class=4,
                  experiments="all", experiment_datasets="first", alpha=1.0, beta=1.0),
     "full": dict(COMMON_DEFAULTS["full"], dataset="both", backbone="googlenet",

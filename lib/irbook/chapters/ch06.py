@@ -66,7 +66,7 @@ _PROFILES = {
                   n_tasks_long=4),
     "demo": dict(COMMON_DEFAULTS["demo"], dataset="both", backbone="smallcnn",
                  pretrained=True, pretrain_epochs=12, image_size=48, embedding_dim=128,
-                 epochs_first=10, epochs_incremental=5, batches_per_epoch=8, lr=1e-3,
+                 epochs_first=20, epochs_incremental=5, batches_per_epoch=8, lr=3e-3,
                  backbone_lr_scale=0.1, margin=0.1, classes_per_batch=8, samples_per_class=4,
                  experiments="all", experiment_datasets="first", n_tasks=4, corr_weight=10.0,
                  n_tasks_long=10),
@@ -135,10 +135,12 @@ def setup(namespace: Mapping[str, Any]) -> Session:
 
 def config(run: Session, seed: int, **overrides: Any) -> IncrementalConfig:
     """One seed's training configuration; f_0 is trained with the ranking loss alone (Eq.
-    6.2), from the stand-in pre-training on the CPU profiles."""
+    6.2; the pair loss of the author's code, as every later stage), from the stand-in
+    pre-training on the CPU profiles."""
     return ex.make_config(run.params, CHAPTER.key, seed,
                           backbone_weights=ex.standin_weights(run.params, run.device),
-                          first_stage_ce_weight=0.0, **overrides)
+                          first_stage_ce_weight=0.0, first_stage_metric_loss=METRIC_LOSS,
+                          **overrides)
 
 
 def method_specs(labels: Sequence[str], corr_weight: float) -> dict[str, MethodSpec]:

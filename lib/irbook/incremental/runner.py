@@ -50,9 +50,11 @@ from irbook.incremental.evaluation import (
     top1_accuracy,
 )
 from irbook.incremental.methods import (
+    METRIC_LOSSES,
     FirstStage,
     Method,
     TaskContext,
+    instantiate,
     make_method,
     stage_accuracy_change,
 )
@@ -85,7 +87,9 @@ class IncrementalConfig:
     later task (Section 5.4.1). An epoch is ``batches_per_epoch`` P x K batches, by default
     ``ceil(#classes / P)`` as in the reference code (each class once). ``margin`` is the
     metric-loss margin (0.1 in the reference code; chapter 5 used 0.5). ``first_stage_ce_weight``
-    adds cross-entropy to task 0's training (chapter 5; chapter 6 uses 0). ``backbone`` is a
+    adds cross-entropy to task 0's training (chapter 5; chapter 6 uses 0) and
+    ``first_stage_metric_loss`` (one of :data:`~irbook.incremental.methods.METRIC_LOSSES`) is
+    its ranking loss (chapter 6: the pair loss of the author's code). ``backbone`` is a
     name of :data:`irbook.models.BACKBONES` (``googlenet`` stands in for BN-Inception);
     ``backbone_weights`` an optional state-dict file for it (e.g. a
     :func:`irbook.train.pretrain_classifier` cache). ``train_bn=False`` keeps BatchNorm
@@ -104,6 +108,7 @@ class IncrementalConfig:
     batches_per_epoch: int | None = None
     margin: float = 0.1
     first_stage_ce_weight: float = 1.0
+    first_stage_metric_loss: str = "triplet"
     seed: int = 0
     device: str = "auto"
     backbone: str = "googlenet"
@@ -130,6 +135,9 @@ class IncrementalConfig:
         if self.batches_per_epoch is not None and self.batches_per_epoch < 1:
             raise ValueError(f"batches_per_epoch must be >= 1 or None; got "
                              f"{self.batches_per_epoch}")
+        if self.first_stage_metric_loss not in METRIC_LOSSES:
+            raise ValueError(f"first_stage_metric_loss must be one of {', '.join(METRIC_LOSSES)};"
+                             f" got {self.first_stage_metric_loss!r}")
         for name in ("lr", "backbone_lr_scale", "weight_decay", "margin", "first_stage_ce_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
@@ -643,7 +651,9 @@ def _first_stage(run: _Run, key: dict[str, Any]) -> tuple[EmbeddingNet, dict, fl
         model.load_state_dict(cached["model"])
         return (model, move_to_device(cached["method_state"], run.device), cached["seconds"],
                 cached["history"], True)
-    method = FirstStage(ce_weight=config.first_stage_ce_weight)
+    method = instantiate(FirstStage, FirstStage.name,
+                         {"ce_weight": config.first_stage_ce_weight,
+                          "metric_loss": config.first_stage_metric_loss})
     ctx = run.context(0, model, {})
     partial = folder / f"{digest}.partial.pt" if folder else None
     history, seconds = _train_stage(run, model, method, ctx, config.epochs_first, config.seed,
@@ -739,6 +749,23 @@ def _collect_result(run: _Run, method: Method, model: EmbeddingNet,
 # --------------------------------------------------------------------------- protocol
 
 
+_FIRST_EVALUATIONS: dict[str, list[dict[str, Any]]] = {}
+"""Evaluations of a first stage, by what determines them: every method of an experiment
+starts from the same cached first stage, so its test images are embedded once per process."""
+
+
+def _first_evaluation(run: _Run, model: EmbeddingNet, first_key: dict[str, Any]
+                      ) -> list[dict[str, Any]]:
+    """``run.evaluate(model, 0)``, remembered for the same first stage and evaluated groups."""
+    if run.config.checkpoint_dir is None:
+        return run.evaluate(model, 0)
+    key = _digest({"first": first_key, "groups": [t.tolist() for t in run.tasks[:2]],
+                   "ks": list(run.ks), "top1": run.top1})
+    if key not in _FIRST_EVALUATIONS:
+        _FIRST_EVALUATIONS[key] = run.evaluate(model, 0)
+    return _FIRST_EVALUATIONS[key]
+
+
 def run_incremental(split: Any, tasks: Sequence[np.ndarray], method: Method | str,
                     config: IncrementalConfig, eval_ks: Sequence[int] = (1, 2, 4),
                     dataset_factory: DatasetFactory | None = None, eval_top1: bool = False,
@@ -762,7 +789,7 @@ def run_incremental(split: Any, tasks: Sequence[np.ndarray], method: Method | st
     first_key = _first_key(run)
     method._has_run = True
     model, first_state, seconds, history, cached = _first_stage(run, first_key)
-    run.record(run.evaluate(model, 0))
+    run.record(_first_evaluation(run, model, first_key))
     run.train_seconds.append(seconds)
     run.histories.append(history)
     folder = _stage_folder(run, method, first_key)
