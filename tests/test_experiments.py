@@ -172,15 +172,16 @@ def test_thesis_pivot_reads_a_table_and_filters_rows():
         ex.thesis_pivot("5.9", index="method", columns="step", colour="red")
 
 
-def test_thesis_old_new_picks_the_dataset_and_the_methods():
-    cub = ex.thesis_old_new("6.1", "cub200", ["ours", "fine-tuning"])
-    assert cub.loc["ours", "old"] == pytest.approx(77.71)
-    assert cub.loc["ours", "new"] == pytest.approx(75.00)
-    assert cub.loc["fine-tuning", "old"] == pytest.approx(70.21)
-    assert set(cub.index) == {"ours", "fine-tuning"}
-    cub52 = ex.thesis_old_new("5.2", "cub200", ["fine-tuning"], metric="R@2")
-    assert cub52.loc["fine-tuning", "old"] == pytest.approx(64.56)
-    assert ex.thesis_old_new("6.2", "dogs", ["ours"]).index.tolist() == ["ours"]
+def test_thesis_beside_sets_the_thesis_table_next_to_the_run():
+    run = pd.DataFrame([dict(dataset="cub200", method="ours", classes=c, metric="R@1", value=v)
+                        for c, v in (("old", 41.0), ("new", 23.0), ("average", 32.0))])
+    side = ex.thesis_beside(run, {"cub200": "6.1"}, "demo")["cub200"]
+    thesis, mine = side["Table 6.1 (thesis)"], side["this run (demo)"]
+    assert thesis.loc["ours", ("R@1", "old")] == pytest.approx(77.7)
+    assert thesis.loc["fine-tuning", ("R@1", "old")] == pytest.approx(70.2)
+    assert ("mAP", "old") in thesis.columns
+    assert mine.loc["ours", ("R@1", "old")] == pytest.approx(41.0)
+    assert np.isnan(mine.loc["fine-tuning", ("R@1", "old")])
 
 
 # --- evidence --------------------------------------------------------------------------------

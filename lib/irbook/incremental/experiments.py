@@ -385,22 +385,6 @@ def time_table(results: Mapping[str, IncrementalResult]) -> pd.DataFrame:
 
 # --- thesis tables ---------------------------------------------------------------------------
 
-def dataset_key(name: str) -> str:
-    """How the thesis tables name a dataset (lower case)."""
-    return {"cub200": "cub", "dogs": "dog"}.get(name, name)
-
-
-def thesis_old_new(table: str, dataset: str, methods: Iterable[str],
-                   metric: str = "R@1") -> pd.DataFrame:
-    """Rows of a thesis table (long CSV) for ``dataset`` and the given method labels."""
-    from ..thesis_tables import load_thesis_table
-
-    thesis = load_thesis_table(table)
-    keep = thesis[(thesis["dataset"].str.lower().str.contains(dataset_key(dataset)))
-                  & (thesis["metric"] == metric) & thesis["method"].isin(list(methods))]
-    return keep.pivot_table(index="method", columns="classes", values="value", sort=False)
-
-
 def thesis_pivot(table: str, index: str | list[str], columns: str | list[str],
                  metric: str | None = "R@1", **where: Any) -> pd.DataFrame:
     """Thesis table ``table`` (long CSV) as a wide frame of ``metric`` (None: every metric, as
