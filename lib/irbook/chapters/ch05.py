@@ -89,28 +89,19 @@ def config(run: Session, seed: int, **overrides: Any) -> IncrementalConfig:
 
 def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
     """This run's value of every item of ``data/thesis_protocols/ch05.csv``."""
-    backbone = ex.describe_backbone(p)
     epoch = ("ceil(classes / P) batches" if not p["batches_per_epoch"]
              else f"{p['batches_per_epoch']} batches")
     return {
-        "data": "CUB-200-2011, Stanford Dogs, CIFAR-100 (" + (
-            "synthetic, in the official layouts)" if p["synthetic"] else "real)"),
-        "backbone": backbone,
-        "embedding": f"{p['embedding_dim']}-d, L2-normalised",
-        "image size": f"{p['image_size']} px",
-        "learning rates": f"head {p['lr']:g}, backbone {p['lr'] * p['backbone_lr_scale']:g}",
+        **ex.common_protocol_values(p, "CUB-200-2011, Stanford Dogs, CIFAR-100"),
         "triplet margin": f"{p['margin']:g}",
         "loss weights": f"alpha {p['alpha']:g}, beta {p['beta']:g}",
-        "sampler": f"{p['classes_per_batch']} classes x {p['samples_per_class']} images",
         "epochs": f"first stage {p['epochs_first']}, each incremental stage "
                   f"{p['epochs_incremental']} ({epoch} per epoch)",
         "split": "CUB 60/40 within each class; Dogs official; CIFAR official",
         "initial model": "L_ce + L_triplet on the old classes",
         "reference": "joint training on the classes seen so far, continued from the initial "
                      "model",
-        "evaluation": "query = gallery = test images of the evaluated classes, self excluded",
         "metrics": "Recall@1/2/4, standard mAP, top-1 (CIFAR)",
-        "seeds": ex.describe_seeds(p),
     }
 
 

@@ -160,25 +160,16 @@ def method_specs(labels: Sequence[str], corr_weight: float) -> dict[str, MethodS
 
 def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
     """This run's value of every item of ``data/thesis_protocols/ch06.csv``."""
-    backbone = ex.describe_backbone(p)
     return {
-        "data": "CUB-200-2011, Stanford Dogs (" + (
-            "synthetic, in the official layouts)" if p["synthetic"] else "real)"),
-        "backbone": backbone,
-        "embedding": f"{p['embedding_dim']}-d, L2-normalised",
-        "image size": f"{p['image_size']} px",
-        "learning rates": f"head {p['lr']:g}, backbone {p['lr'] * p['backbone_lr_scale']:g}",
+        **ex.common_protocol_values(p, "CUB-200-2011, Stanford Dogs"),
         "ranking loss": f"pair loss with hard mining, margin {p['margin']:g}, every method",
         "loss weights": f"lambda1 1, lambda2 {p['corr_weight']:g}",
-        "sampler": f"{p['classes_per_batch']} classes x {p['samples_per_class']} images",
         "epochs": f"first stage {p['epochs_first']}, each incremental stage "
                   f"{p['epochs_incremental']}",
         "schedule": f"half old, then 1 task, {p['n_tasks']} tasks, and {p['n_tasks_long']} tasks",
         "initial model": "ranking loss only on the old classes",
         "reference": "joint training on the classes seen so far, continued from f_0",
-        "evaluation": "query = gallery = test images of the evaluated classes, self excluded",
         "metrics": "Recall@1, standard mAP, forgetting (Eq. 6.12)",
-        "seeds": ex.describe_seeds(p),
     }
 
 

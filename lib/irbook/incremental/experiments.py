@@ -130,6 +130,23 @@ def describe_backbone(params: Mapping[str, Any]) -> str:
     return f"{name}, ImageNet" if params["pretrained"] else f"{name}, random weights"
 
 
+def common_protocol_values(params: Mapping[str, Any], datasets: str) -> dict[str, str]:
+    """Protocol-table values shared by chapters 5 and 6 (``datasets``: how the chapter names
+    its datasets, e.g. "CUB-200-2011, Stanford Dogs")."""
+    p = params
+    kind = "synthetic, in the official layouts" if p["synthetic"] else "real"
+    return {
+        "data": f"{datasets} ({kind})",
+        "backbone": describe_backbone(p),
+        "embedding": f"{p['embedding_dim']}-d, L2-normalised",
+        "image size": f"{p['image_size']} px",
+        "learning rates": f"head {p['lr']:g}, backbone {p['lr'] * p['backbone_lr_scale']:g}",
+        "sampler": f"{p['classes_per_batch']} classes x {p['samples_per_class']} images",
+        "evaluation": "query = gallery = test images of the evaluated classes, self excluded",
+        "seeds": describe_seeds(p),
+    }
+
+
 def describe_seeds(params: Mapping[str, Any]) -> str:
     """How many trainings a run repeats, in the words of the protocol tables."""
     first, n = params["seed"], params["seeds"]
