@@ -1,12 +1,12 @@
-"""Test-session settings shared by the unit tests and the nbval notebooks."""
+"""Test-session settings shared by the unit tests and the notebook smoke runs."""
 
 import os
 import tempfile
 
-# No progress bars in tests: they go to stderr, which nbval compares.
+# No progress bars in tests: they go to stderr, which the golden comparison reads.
 os.environ.setdefault("TQDM_DISABLE", "1")
-# Notebooks executed by nbval report into a scratch folder, not runs/.
-os.environ.setdefault("IRBOOK_RUN_DIR", tempfile.mkdtemp(prefix="irbook-nbval-"))
+# Notebooks executed outside the runner report into a scratch folder, not runs/.
+os.environ.setdefault("IRBOOK_RUN_DIR", tempfile.mkdtemp(prefix="irbook-test-run-"))
 
 # Build matplotlib's font cache here, once: on a new machine the first import prints a notice
 # to stderr, which would differ from the golden notebooks.
