@@ -1,5 +1,11 @@
 """The book's plots: one theme, retrieval galleries, bar charts of results."""
 
+from .crossmodal import (
+    plot_image_results,
+    plot_samples,
+    plot_text_results,
+    plot_tsne_panels,
+)
 from .gallery import GalleryRow, plot_galleries, plot_gallery
 from .grams import plot_grams
 from .plots import plot_lines, plot_map_bars, plot_metric_panels, plot_scatter_panels
@@ -22,9 +28,13 @@ __all__ = [
     "plot_galleries",
     "plot_gallery",
     "plot_grams",
+    "plot_image_results",
     "plot_lines",
     "plot_map_bars",
     "plot_metric_panels",
+    "plot_samples",
     "plot_scatter_panels",
+    "plot_text_results",
+    "plot_tsne_panels",
     "set_theme",
 ]

@@ -6,6 +6,15 @@ from irbook.data.synth.classification import (
     ensure_classification,
     write_classification,
 )
+from irbook.data.synth.crossmodal import (
+    CROSSMODAL_KINDS,
+    CROSSMODAL_SCALES,
+    ensure_crossmodal,
+    write_karpathy,
+    write_mirflickr,
+    write_nuswide,
+    write_pedes,
+)
 from irbook.data.synth.finegrained import SCALES as FINEGRAINED_SCALES
 from irbook.data.synth.finegrained import (
     ensure_finegrained,
@@ -24,16 +33,23 @@ from irbook.data.synth.instance import (
 
 __all__ = [
     "CLASSIFICATION_SCALES",
+    "CROSSMODAL_KINDS",
+    "CROSSMODAL_SCALES",
     "FINEGRAINED_SCALES",
     "SCALES",
     "ensure_classification",
+    "ensure_crossmodal",
     "ensure_finegrained",
     "ensure_instance_suite",
     "write_cifar100",
     "write_classification",
     "write_cub200",
     "write_holidays",
+    "write_karpathy",
+    "write_mirflickr",
+    "write_nuswide",
     "write_oxford_original",
+    "write_pedes",
     "write_revisited",
     "write_stanford_dogs",
     "write_ukbench",

@@ -1,0 +1,122 @@
+"""What the cross-modal chapters (3, 4 and later 8) share: the image-branch parameters, opening
+a dataset (synthetic or real) in its official layout, the frozen image backbone and its
+features, and the protocol wording of both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..constants import BACKBONE_NAMES
+from ..params import Param
+from ..paths import data_root
+
+IMAGE_PARAMS = (
+    Param("backbone", str, "image backbone; smallcnn = the book's CPU stand-in",
+          choices=BACKBONE_NAMES),
+    Param("pretrained", bool, "smallcnn: the stand-in pre-training on synthetic classes; "
+          "torchvision networks: ImageNet weights from the local torch cache"),
+    Param("pretrain_epochs", int, "epochs of the smallcnn stand-in pre-training (cached)",
+          low=1, high=500),
+    Param("image_size", int, "side (px) the images are resized to before the backbone",
+          low=16, high=1024),
+)
+"""The image branch of every cross-modal chapter (its backbone stays frozen on the CPU
+profiles, so its features are computed once per run)."""
+
+HOW_TO_GET = {
+    "mirflickr": "download MIRFlickr-25K and the DCMH pre-processed FLICKR-25K.mat "
+                 "(https://github.com/jiangqy/DCMH-CVPR2017)",
+    "nuswide": "download NUS-WIDE and the 21-concept .mat files of the DCMH/SSAH code",
+    "flickr8k": "download Flickr8K images and Karpathy's dataset_flickr8k.json",
+    "flickr30k": "download Flickr30K images and Karpathy's dataset_flickr30k.json",
+    "coco": "download MS-COCO 2014 images and Karpathy's dataset_coco.json",
+    "pedes": "request CUHK-PEDES from its authors (reid_raw.json and imgs/)",
+}
+
+
+def synth_scale(profile: str) -> str:
+    """The smoke profile gets the tiny synthetic sets, every other one the demo sets."""
+    return "smoke" if profile == "smoke" else "demo"
+
+
+def dataset_root(params: Mapping[str, Any], kinds: Iterable[str]):
+    """The folder holding ``kinds`` in their official layouts; synthetic sets are written
+    there first (once, cached)."""
+    from ..data.synth import ensure_crossmodal
+
+    root = data_root(params["synthetic"], params["data_root"])
+    if not params["synthetic"]:
+        return root
+    scale = synth_scale(params["profile"])
+    folder = (root if params["data_root"] else root / scale) / "crossmodal"
+    return ensure_crossmodal(folder, list(kinds), scale=scale, seed=params["seed"])
+
+
+def open_tagged(params: Mapping[str, Any], name: str, n_query: int, n_train: int):
+    """MIRFlickr-25K or NUS-WIDE (``name``) as :class:`~irbook.data.crossmodal.TaggedPairs`,
+    split with the run's seed."""
+    from ..data import crossmodal as data
+
+    loaders = {"mirflickr": data.load_mirflickr, "nuswide": data.load_nuswide}
+    if name not in loaders:
+        raise ValueError(f"dataset must be one of {', '.join(loaders)}; got {name!r}")
+    root = dataset_root(params, [name])
+    return loaders[name](root, n_query=n_query, n_train=n_train, seed=params["seed"])
+
+
+def open_captioned(params: Mapping[str, Any], name: str):
+    """A captioned-image set (``flickr8k``, ``flickr30k``, ``coco``, ``pedes``)."""
+    from ..data import crossmodal as data
+
+    root = dataset_root(params, [name])
+    return data.load_pedes(root) if name == "pedes" else data.load_karpathy(root, name)
+
+
+def preflight_weights(params: Mapping[str, Any]) -> None:
+    """Refuse a run that asks for ImageNet weights the local torch cache lacks."""
+    from ..models import require_pretrained_weights
+
+    if params["backbone"] != "smallcnn" and params["pretrained"]:
+        require_pretrained_weights(params["backbone"])
+
+
+def image_backbone(params: Mapping[str, Any], device: str):
+    """The frozen image backbone: the cached stand-in for ``smallcnn`` (trained on first use),
+    a torchvision network otherwise."""
+    from ..models import make_backbone
+
+    if params["backbone"] == "smallcnn" and params["pretrained"]:
+        from ..train.standin import standin_backbone
+
+        return standin_backbone(seed=params["seed"], scale=synth_scale(params["profile"]),
+                                epochs=params["pretrain_epochs"], device=device)
+    return make_backbone(params["backbone"], pretrained=params["pretrained"]).to(device)
+
+
+def image_features_of(images: np.ndarray, params: Mapping[str, Any], device: str,
+                      backbone=None) -> np.ndarray:
+    """Features (N, D) of uint8 images (N, H, W, 3) under the run's frozen backbone."""
+    from .features import image_features
+
+    backbone = backbone if backbone is not None else image_backbone(params, device)
+    return image_features(images, backbone, device, size=params["image_size"])
+
+
+def describe_backbone(params: Mapping[str, Any]) -> str:
+    """The image branch in the words of the protocol tables."""
+    if params["backbone"] == "smallcnn":
+        weights = ("stand-in pre-training on synthetic classes" if params["pretrained"]
+                   else "random weights")
+        return f"small CNN, {weights}, frozen"
+    weights = "ImageNet" if params["pretrained"] else "random weights"
+    return f"{params['backbone']}, {weights}, frozen"
+
+
+def describe_seeds(params: Mapping[str, Any]) -> str:
+    """How many runs the claims rest on."""
+    n = params["seeds"]
+    return ("one run, per-query bootstrap" if n == 1
+            else f"{n} seeds ({params['seed']}..{params['seed'] + n - 1}), hierarchical bootstrap")
