@@ -97,12 +97,13 @@ def image_backbone(params: Mapping[str, Any], device: str):
 
 
 def image_features_of(images: np.ndarray, params: Mapping[str, Any], device: str,
-                      backbone=None) -> np.ndarray:
-    """Features (N, D) of uint8 images (N, H, W, 3) under the run's frozen backbone."""
+                      backbone=None, grid: int = 1) -> np.ndarray:
+    """Features (N, D) of uint8 images (N, H, W, 3) under the run's frozen backbone, average
+    pooled over a ``grid`` × ``grid`` partition of the map."""
     from .features import image_features
 
     backbone = backbone if backbone is not None else image_backbone(params, device)
-    return image_features(images, backbone, device, size=params["image_size"])
+    return image_features(images, backbone, device, size=params["image_size"], grid=grid)
 
 
 def describe_backbone(params: Mapping[str, Any]) -> str:

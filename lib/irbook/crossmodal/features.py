@@ -36,10 +36,14 @@ def to_input_tensor(images: np.ndarray, size: int | None = None) -> torch.Tensor
 
 @torch.no_grad()
 def image_features(images: np.ndarray, backbone: nn.Module, device: str = "cpu", *,
-                   size: int | None = None, batch_size: int = 256,
+                   size: int | None = None, batch_size: int = 256, grid: int = 1,
                    progress: bool = True) -> np.ndarray:
-    """Globally average-pooled feature maps of ``backbone`` for uint8 images (N, H, W, 3):
-    float32 (N, C). The backbone is put in eval mode; its weights are not changed."""
+    """Average-pooled feature maps of ``backbone`` for uint8 images (N, H, W, 3): float32
+    (N, C·grid²), the map averaged over each cell of a ``grid`` × ``grid`` partition (1 = global
+    average pooling; 2 keeps where in the image a feature fired). The backbone is put in eval
+    mode; its weights are not changed."""
+    if grid < 1:
+        raise ValueError(f"grid must be >= 1; got {grid}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     backbone = backbone.to(device).eval()
@@ -47,7 +51,10 @@ def image_features(images: np.ndarray, backbone: nn.Module, device: str = "cpu",
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="image features", disable=not progress, leave=False):
         batch = to_input_tensor(images[start:start + batch_size], size).to(device)
-        chunks.append(spoc(backbone(batch), center_prior=False).flatten(1).cpu())
+        maps = backbone(batch)
+        pooled = (spoc(maps, center_prior=False) if grid == 1
+                  else nn.functional.adaptive_avg_pool2d(maps, grid))
+        chunks.append(pooled.flatten(1).cpu())
     if not chunks:
         return np.zeros((0, getattr(backbone, "out_channels", 0)), dtype=np.float32)
     return torch.cat(chunks).numpy().astype(np.float32)

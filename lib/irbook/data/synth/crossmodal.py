@@ -75,10 +75,10 @@ CROSSMODAL_SCALES: dict[str, dict[str, dict]] = {
     "demo": {
         "mirflickr": {"n_pairs": 3000, "image_size": 64, "n_query": 300, "n_train": 1500},
         "nuswide": {"n_pairs": 3000, "image_size": 64, "n_query": 300, "n_train": 1500},
-        "flickr8k": {"train": 1500, "val": 100, "test": 200, "image_size": 64},
-        "flickr30k": {"train": 1500, "val": 100, "test": 200, "image_size": 64},
-        "coco": {"train": 1500, "val": 100, "test": 500, "restval": 300, "image_size": 64},
-        "pedes": {"train_ids": 300, "val_ids": 50, "test_ids": 50, "image_size": 64},
+        "flickr8k": {"train": 600, "val": 50, "test": 200, "image_size": 64},
+        "flickr30k": {"train": 600, "val": 50, "test": 200, "image_size": 64},
+        "coco": {"train": 600, "val": 50, "test": 500, "restval": 100, "image_size": 64},
+        "pedes": {"train_ids": 200, "val_ids": 25, "test_ids": 50, "image_size": 64},
     },
 }
 """Sizes per scale and kind. ``n_query``/``n_train`` are the split sizes to pass to
