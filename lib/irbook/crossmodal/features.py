@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..models.functional import spoc
+from ..progress import progress_bar
 
 __all__ = ["image_features", "to_input_tensor"]
 
@@ -49,7 +49,7 @@ def image_features(images: np.ndarray, backbone: nn.Module, device: str = "cpu",
     backbone = backbone.to(device).eval()
     chunks = []
     starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="image features", disable=not progress, leave=False):
+    for start in progress_bar(starts, enabled=progress, desc="image features", leave=False):
         batch = to_input_tensor(images[start:start + batch_size], size).to(device)
         maps = backbone(batch)
         pooled = (spoc(maps, center_prior=False) if grid == 1
