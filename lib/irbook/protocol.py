@@ -59,3 +59,10 @@ def deviations(table: pd.DataFrame) -> list[dict[str, str]]:
     differing = table[table["deviation"] != ""]
     return [{"item": r["item"], "thesis": r["thesis"], "run": r["this run"],
              "reason": r["deviation"]} for _, r in differing.iterrows()]
+
+
+def describe_seeds(params: Mapping[str, object]) -> str:
+    """How many trainings a run repeats, in the words of the protocol tables."""
+    first, n = params["seed"], params["seeds"]
+    seeds = f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
+    return f"{n} training(s) ({seeds}); 95 % intervals from a bootstrap over test queries"

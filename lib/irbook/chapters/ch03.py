@@ -358,7 +358,7 @@ def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
         "epochs": str(p["epochs"]),
         "baselines": "DCMH and SSAH re-implemented and trained on the same features",
         "metrics": "Hamming-ranking mAP@all (DCMH calc_map), hash-lookup PR for radius 0..K",
-        "seeds": xm.describe_seeds(p),
+        "seeds": protocol.describe_seeds(p),
     }
 
 
@@ -381,11 +381,9 @@ def deviation_reasons(p: Mapping[str, Any]) -> dict[str, str]:
                                      "as the chapter's text describes",
         "loss weights": "set by the weight parameters",
         "optimisation": "a constant rate; the thesis does not give its schedule",
-        "batch size": "set by the batch_size parameter",
-        "epochs": "the thesis does not state its epochs; the profile fixes them",
         "baselines": "the thesis copies DCMH/SSAH numbers from the SSAH paper; here they are "
                      "trained on the same features and data, so the comparison is paired",
-        "seeds": "the book measures the uncertainty of every claim",
+        **xm.SHARED_REASONS,
     }
 
 

@@ -456,7 +456,7 @@ def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
                      "the thesis",
         "metrics": "R@1/5/10 (VSE++ protocol: an image's best-ranked caption), mAP by instance "
                    "label, PR curves",
-        "seeds": xm.describe_seeds(p),
+        "seeds": protocol.describe_seeds(p),
     }
 
 
@@ -477,11 +477,9 @@ def deviation_reasons(p: Mapping[str, Any]) -> dict[str, str]:
                               "matrix by its row sums",
         "imbalance term": "read as the symmetric KL between the re-scaled image→text and "
                           "text→image probabilities, which the text describes",
-        "batch size": "set by the batch_size parameter",
-        "epochs": "the thesis does not state its epochs; the profile fixes them",
         "baselines": "the thesis copies baseline numbers from the papers; here two baselines "
                      "are trained on the same features and data, so the comparison is paired",
-        "seeds": "the book measures the uncertainty of every claim",
+        **xm.SHARED_REASONS,
     }
 
 

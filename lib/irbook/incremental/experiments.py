@@ -25,6 +25,7 @@ from ..metrics import RECALL_LEVELS
 from ..params import Param
 from ..paths import cache_dir, data_root
 from ..progress import progress_bar
+from ..protocol import describe_seeds
 from .methods import make_method
 from .runner import IncrementalConfig, IncrementalResult, run_incremental
 
@@ -145,13 +146,6 @@ def common_protocol_values(params: Mapping[str, Any], datasets: str) -> dict[str
         "evaluation": "query = gallery = test images of the evaluated classes, self excluded",
         "seeds": describe_seeds(p),
     }
-
-
-def describe_seeds(params: Mapping[str, Any]) -> str:
-    """How many trainings a run repeats, in the words of the protocol tables."""
-    first, n = params["seed"], params["seeds"]
-    seeds = f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
-    return f"{n} training(s) ({seeds}); 95 % intervals from a bootstrap over test queries"
 
 
 CPU_BUDGET = "a 2-core CPU runs the profile in minutes"
