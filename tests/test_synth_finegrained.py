@@ -11,9 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+import scipy.io
+from PIL import Image, ImageDraw
 
-from irbook.data.finegrained import load_cifar100, load_cub200, load_stanford_dogs
+from irbook.data.finegrained import (
+    load_cifar100,
+    load_cub200,
+    load_finegrained,
+    load_stanford_cars,
+    load_stanford_dogs,
+    stanford_cars_boxes,
+)
 from irbook.data.synth import (
     FINEGRAINED_SCALES,
     ensure_finegrained,
@@ -21,8 +29,15 @@ from irbook.data.synth import (
     write_cub200,
     write_stanford_dogs,
 )
-from irbook.data.synth.finegrained import DETAILS, design_classes, draw_animal, render_image
+from irbook.data.synth.finegrained import (
+    DETAILS,
+    design_classes,
+    draw_animal,
+    render_image,
+    write_stanford_cars,
+)
 from irbook.data.synth.patterns import make_rng
+from irbook.data.synth.vehicles import CAR_DETAILS, design_cars, draw_car, render_car
 from irbook.data.tasks import (
     THESIS_SCHEDULES,
     incremental_schedule,
@@ -160,7 +175,7 @@ def test_ensure_writes_once_and_validates(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="scale must be one of"):
         ensure_finegrained(tmp_path, "cub200", seed=0, scale="huge")
     with pytest.raises(ValueError, match="name must be one of"):
-        ensure_finegrained(tmp_path, "cars", seed=0, scale="smoke")
+        ensure_finegrained(tmp_path, "aircraft", seed=0, scale="smoke")
 
 
 # --------------------------------------------------------------------------- schedules
@@ -202,6 +217,8 @@ def test_incremental_schedule_keeps_the_thesis_proportions():
     assert [len(t) for t in incremental_schedule(16, None, 0.5)] == [8, 8]
     for scale in FINEGRAINED_SCALES.values():
         for name, preset in scale.items():
+            if name not in THESIS_SCHEDULES:  # cars: chapter 7 only, no class schedule
+                continue
             tasks = incremental_schedule(preset["n_classes"], 4, thesis_old_fraction(name))
             assert len(tasks) == 5 and len({len(t) for t in tasks[1:]}) == 1
     with pytest.raises(ValueError, match="n_groups must be from 1 to 2"):
@@ -210,3 +227,103 @@ def test_incremental_schedule_keeps_the_thesis_proportions():
         incremental_schedule(10, 2, 1.0)
     with pytest.raises(ValueError, match="name must be one of"):
         thesis_old_fraction("cars")
+
+
+# --------------------------------------------------------------------------- Stanford Cars
+
+
+CARS_TINY = {"n_classes": 5, "per_class": 4, "image_size": 32, "classes_per_make": 2}
+
+
+def test_cars_round_trip_layout_names_and_boxes(tmp_path):
+    root = write_stanford_cars(tmp_path, seed=1, **CARS_TINY)
+    folder = root / "stanford_cars"
+    cs = load_stanford_cars(root)
+    assert cs.class_names == [c.name for c in design_cars(1, 5, 2)]
+    assert len(set(cs.class_names)) == 5
+    assert np.bincount(cs.train.labels).tolist() == [2] * 5  # even positions: official train
+    assert np.bincount(cs.test.labels).tolist() == [2] * 5
+    assert [p.name for p in cs.train.items] == [f"{k:05d}.jpg" for k in range(1, 11)]
+    assert cs.train.labels.tolist() != sorted(cs.train.labels.tolist())  # mixed, as real
+    with Image.open(cs.test.items[0]) as img:
+        assert img.size == (32, 32) and img.mode == "RGB"
+    unlabelled = scipy.io.loadmat(str(folder / "devkit" / "cars_test_annos.mat"))
+    assert "class" not in unlabelled["annotations"].dtype.names
+    assert unlabelled["annotations"].shape == (1, 10)
+    for x1, y1, x2, y2 in stanford_cars_boxes(root).values():
+        assert 0 <= x1 < x2 <= 32 and 0 <= y1 < y2 <= 32
+        assert x2 - x1 > 12 and y2 - y1 > 4  # a car, long and low
+    meta = json.loads((folder / "synth_meta.json").read_text())
+    assert [c["make"] for c in meta["classes"]] == [0, 0, 1, 1, 2]
+
+
+def test_cars_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    digests = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        write_stanford_cars(tmp_path / name, seed=seed, n_classes=3, per_class=2, image_size=32)
+        digests[name] = _tree_digest(tmp_path / name)
+    assert digests["a"] == digests["b"] != digests["c"]
+
+
+def test_car_siblings_share_make_and_differ_in_two_diagnostic_details():
+    for seed in range(6):
+        classes = design_cars(seed, 28)
+        assert len({c.make.body for c in classes[::4]}) == 7  # the first 7 makes: 7 bodies
+        for m in range(7):
+            group = classes[4 * m: 4 * m + 4]
+            assert {c.make.index for c in group} == {m}
+            kinds = group[0].make.diagnostic
+            assert len(kinds) == 3 and all(tuple(c.details) == kinds for c in group)
+            for i, a in enumerate(group):
+                for b in group[i + 1:]:
+                    assert sum(a.details[k] != b.details[k] for k in kinds) >= 2
+        assert len({c.name for c in classes}) == 28
+    assert [c.name for c in design_cars(3, 6)] == [c.name for c in design_cars(3, 13)[:6]]
+
+
+def test_car_diagnostic_details_fixed_other_details_vary():
+    car = design_cars(0, 1)[0]
+    draw = ImageDraw.Draw(Image.new("RGB", (128, 128)))
+    shown = [draw_car(draw, make_rng(0, "t", i), car, 64, 100, 100, 1.0)[1] for i in range(40)]
+    for kind in CAR_DETAILS:
+        values = {d[kind] for d in shown}
+        if kind in car.details:
+            assert values == {car.details[kind]}
+        else:
+            assert len(values) > 1
+
+
+def test_cars_look_unlike_birds_and_dogs():
+    """Grey roads and skies: many more low-saturation pixels and a bluer mean than the animals
+    (the colour shift that chapter 7's BatchNorm statistics see)."""
+    def low_saturation_and_blue(images):
+        x = np.stack([np.asarray(img, float) / 255 for img in images])
+        top, bottom = x.max(-1), x.min(-1)
+        saturation = (top - bottom) / np.maximum(top, 1e-6)
+        return (saturation < 0.15).mean(), (x[..., 2] - x[..., 0]).mean()
+
+    cars, birds, dogs = design_cars(0, 8), design_classes(0, "cub200", 8), design_classes(
+        0, "dogs", 8)
+    car_stats = low_saturation_and_blue(
+        [render_car(make_rng(0, "c", i), cars[i % 8], 48)[0] for i in range(24)])
+    for animals in (birds, dogs):
+        stats = low_saturation_and_blue(
+            [render_image(make_rng(0, "a", i), animals[i % 8], 48)[0] for i in range(24)])
+        assert car_stats[0] > 1.5 * stats[0]
+        assert car_stats[1] > stats[1] + 0.03
+
+
+def test_cars_design_and_ensure(tmp_path, monkeypatch):
+    assert all(FINEGRAINED_SCALES[s]["cars"] == FINEGRAINED_SCALES[s]["cub200"]
+               for s in FINEGRAINED_SCALES)
+    with pytest.raises(ValueError, match="classes_per_make must be at most"):
+        design_cars(0, 4, classes_per_make=9)
+    with pytest.raises(ValueError, match="n_classes"):
+        design_cars(0, 0)
+    monkeypatch.setitem(FINEGRAINED_SCALES["smoke"], "cars",
+                        {"n_classes": 4, "per_class": 2, "image_size": 24})
+    root = ensure_finegrained(tmp_path, "cars", seed=0, scale="smoke")
+    first = (tmp_path / "stanford_cars" / "cars_train" / "00001.jpg").stat().st_mtime_ns
+    assert ensure_finegrained(tmp_path, "cars", seed=0, scale="smoke") == root
+    assert (tmp_path / "stanford_cars" / "cars_train" / "00001.jpg").stat().st_mtime_ns == first
+    assert load_finegrained(root, "cars").n_classes == 4

@@ -1,14 +1,17 @@
-"""Loaders for the fine-grained (and CIFAR-100) datasets of chapters 5 and 6, read from their
+"""Loaders for the fine-grained (and CIFAR-100) datasets of chapters 5-7, read from their
 official on-disk layouts (REFERENCE_PROTOCOLS, "On-disk layouts").
 
 Every loader returns a :class:`ClassSplit` whose labels are 0-based class indices in the
 official class order (CUB ``classes.txt``, Stanford Dogs ``labels`` 1-120, CIFAR-100
-``fine_label_names``), so "the first 100 classes" of the thesis is ``labels < 100``.
+``fine_label_names``, Stanford Cars ``class`` 1-196 naming ``cars_meta.mat``'s
+``class_names``), so "the first 100 classes" of the thesis is ``labels < 100``.
 
 Splits:
 
 - ``"official"``: the split shipped with the dataset (CUB ``train_test_split.txt``, Dogs
-  ``train_list.mat``/``test_list.mat``, CIFAR-100 ``train``/``test``).
+  ``train_list.mat``/``test_list.mat``, CIFAR-100 ``train``/``test``, Stanford Cars
+  ``cars_train``/``cars_test``; Cars has only this split, chapter 7 re-splits it by class,
+  :mod:`irbook.data.lifelong`).
 - ``"thesis"`` (CUB and Dogs): 60% of the images of every class for training, 40% for testing
   (thesis chapter 6, setup; chapter 5 for CUB). Per class, the images in official order (CUB
   image id, Dogs ``file_list.mat`` order) are assigned by :func:`within_class_split`: train
@@ -34,14 +37,17 @@ import numpy as np
 
 from irbook.data.errors import DatasetCorruptError, require
 
-FINEGRAINED_DATASETS = ("cub200", "dogs", "cifar100")
+FINEGRAINED_DATASETS = ("cub200", "dogs", "cifar100", "cars")
 SPLITS = {"cub200": ("thesis", "official"), "dogs": ("thesis", "official"),
-          "cifar100": ("official",)}
-DEFAULT_SPLIT = {"cub200": "thesis", "dogs": "official", "cifar100": "official"}
+          "cifar100": ("official",), "cars": ("official",)}
+DEFAULT_SPLIT = {"cub200": "thesis", "dogs": "official", "cifar100": "official",
+                 "cars": "official"}
 TRAIN_FRACTION = (3, 5)  # 60% of each class for training in the thesis split
 
-DISPLAY_NAMES = {"cub200": "CUB-200-2011", "dogs": "Stanford Dogs", "cifar100": "CIFAR-100"}
-FOLDERS = {"cub200": "CUB_200_2011", "dogs": "StanfordDogs", "cifar100": "cifar-100-python"}
+DISPLAY_NAMES = {"cub200": "CUB-200-2011", "dogs": "Stanford Dogs", "cifar100": "CIFAR-100",
+                 "cars": "Stanford Cars"}
+FOLDERS = {"cub200": "CUB_200_2011", "dogs": "StanfordDogs", "cifar100": "cifar-100-python",
+           "cars": "stanford_cars"}  # torchvision's StanfordCars reads the same folder
 SYNTH_HINT = ("Without real data the book writes a synthetic stand-in with "
               "irbook.data.synth.ensure_finegrained")
 HOW_TO_GET = {
@@ -59,6 +65,13 @@ HOW_TO_GET = {
         "download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and "
         "extract it into <root>/ (giving <root>/cifar-100-python/{train,test,meta}). "
         + SYNTH_HINT
+    ),
+    "cars": (
+        "get cars_train.tgz, cars_test.tgz and car_devkit.tgz (first published at "
+        "https://ai.stanford.edu/~jkrause/cars/car_dataset.html, now only on mirrors) and "
+        "cars_test_annos_withlabels.mat; extract the three archives into <root>/stanford_cars/ "
+        "(giving cars_train/, cars_test/ and devkit/) and put cars_test_annos_withlabels.mat "
+        "beside them, in <root>/stanford_cars/. " + SYNTH_HINT
     ),
 }
 
@@ -263,16 +276,20 @@ def _class_split(name: str, class_names: list[str], paths: list[Path], labels: n
 # --------------------------------------------------------------------------- Stanford Dogs
 
 
+def _load_mat(path: Path, dataset: str) -> dict:
+    import scipy.io
+
+    path = require(path, DISPLAY_NAMES[dataset], HOW_TO_GET[dataset])
+    try:
+        return scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, ...
+        raise DatasetCorruptError(path, f"not a readable MATLAB file ({exc})") from exc
+
+
 def _load_mat_list(path: Path) -> tuple[list[str], np.ndarray]:
     """``file_list`` (N x 1 cell of relative paths) and ``labels`` (N x 1, 1-based) of a
     Stanford Dogs list file."""
-    import scipy.io
-
-    path = require(path, "Stanford Dogs", HOW_TO_GET["dogs"])
-    try:
-        mat = scipy.io.loadmat(str(path))
-    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, ...
-        raise DatasetCorruptError(path, f"not a readable MATLAB file ({exc})") from exc
+    mat = _load_mat(path, "dogs")
     if "file_list" not in mat or "labels" not in mat:
         keys = sorted(k for k in mat if not k.startswith("__"))
         raise DatasetCorruptError(path, f"needs 'file_list' and 'labels', found {keys}")
@@ -375,9 +392,114 @@ def load_cifar100(root: str | PathLike[str], split: str = "official") -> ClassSp
     return ClassSplit("cifar100", class_names, train, test, split)
 
 
+# --------------------------------------------------------------------------- Stanford Cars
+
+Box = tuple[float, float, float, float]
+
+
+def _field(record: np.void, name: str) -> object:
+    """The scalar inside a MATLAB struct field (stored as a 1 x 1 or 1-element array)."""
+    return np.asarray(record[name]).reshape(-1)[0]
+
+
+def _cars_annotations(path: Path) -> tuple[list[str], np.ndarray, list[Box]]:
+    """``fname``, 0-based ``class`` and boxes (x1, y1, x2, y2 in 0-based pixel edges) of the
+    ``annotations`` struct array of a Stanford Cars annotation file."""
+    mat = _load_mat(path, "cars")
+    ann = mat.get("annotations")
+    fields = ann.dtype.names if isinstance(ann, np.ndarray) else None
+    if fields is None:
+        keys = sorted(k for k in mat if not k.startswith("__"))
+        raise DatasetCorruptError(path, f"needs an 'annotations' struct array, found {keys}")
+    missing = [f for f in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")
+               if f not in fields]
+    if missing:
+        hint = (" (devkit/cars_test_annos.mat has no labels: use "
+                "cars_test_annos_withlabels.mat)" if missing == ["class"] else "")
+        raise DatasetCorruptError(path, f"'annotations' lacks the fields {missing}, found "
+                                  f"{list(fields)}{hint}")
+    records = ann.reshape(-1)
+    try:
+        files = [str(_field(r, "fname")) for r in records]
+        labels = np.array([int(_field(r, "class")) for r in records], dtype=np.int64)
+        boxes = [(float(_field(r, "bbox_x1")) - 1, float(_field(r, "bbox_y1")) - 1,
+                  float(_field(r, "bbox_x2")), float(_field(r, "bbox_y2"))) for r in records]
+    except (IndexError, TypeError, ValueError) as exc:
+        raise DatasetCorruptError(path, f"an annotation field has the wrong type or shape "
+                                  f"({exc})") from exc
+    if not files:
+        raise DatasetCorruptError(path, "has no annotations")
+    if labels.min() < 1:
+        raise DatasetCorruptError(path, "class must be 1-based (1..196 on the real data)")
+    if len(set(files)) != len(files):
+        raise DatasetCorruptError(path, "an fname is listed twice")
+    return files, labels - 1, boxes
+
+
+def _cars_class_names(path: Path) -> list[str]:
+    mat = _load_mat(path, "cars")
+    if "class_names" not in mat:
+        keys = sorted(k for k in mat if not k.startswith("__"))
+        raise DatasetCorruptError(path, f"needs 'class_names', found {keys}")
+    try:
+        names = [str(np.asarray(c).reshape(-1)[0]) for c in mat["class_names"].reshape(-1)]
+    except (AttributeError, IndexError, TypeError) as exc:
+        raise DatasetCorruptError(path, f"'class_names' is not a cell of strings ({exc})"
+                                  ) from exc
+    if not names:
+        raise DatasetCorruptError(path, "'class_names' is empty")
+    return names
+
+
+def _cars_parts(root: str | PathLike[str]) -> tuple[list[str], list[tuple[Path, Path]]]:
+    """Class names and the (image folder, annotation file) of the train and test parts."""
+    folder = require(Path(root) / FOLDERS["cars"], "Stanford Cars", HOW_TO_GET["cars"])
+    class_names = _cars_class_names(folder / "devkit" / "cars_meta.mat")
+    parts = [(folder / "cars_train", folder / "devkit" / "cars_train_annos.mat"),
+             (folder / "cars_test", folder / "cars_test_annos_withlabels.mat")]
+    for images, _ in parts:
+        require(images, "Stanford Cars", HOW_TO_GET["cars"])
+    return class_names, parts
+
+
+def load_stanford_cars(root: str | PathLike[str], split: str = "official") -> ClassSplit:
+    """Stanford Cars from ``<root>/stanford_cars/`` (cars_train/, cars_test/,
+    devkit/cars_train_annos.mat, cars_test_annos_withlabels.mat, devkit/cars_meta.mat). Items
+    are in annotation order; the only split is the official one (8,144 / 8,041 images)."""
+    _check_split("cars", split)
+    class_names, parts = _cars_parts(root)
+    paths: list[Path] = []
+    labels, is_train = [], []
+    for (images, listing), train in zip(parts, (True, False), strict=True):
+        files, part_labels, _ = _cars_annotations(listing)
+        if part_labels.max() >= len(class_names):
+            raise DatasetCorruptError(listing, f"class must lie in 1..{len(class_names)} (the "
+                                      "class_names of devkit/cars_meta.mat)")
+        part_paths = [images / f for f in files]
+        _require_images(part_paths, listing)
+        paths += part_paths
+        labels.append(part_labels)
+        is_train.append(np.full(len(files), train))
+    return _class_split("cars", class_names, paths, np.concatenate(labels),
+                        np.concatenate(is_train), split)
+
+
+def stanford_cars_boxes(root: str | PathLike[str]) -> dict[Path, Box]:
+    """The annotated box of every Stanford Cars image, ``{path: (x1, y1, x2, y2)}`` in 0-based
+    pixel edges (the files' 1-based inclusive indices minus one at the start), ready for
+    :func:`irbook.data.images.crop_to_box`."""
+    _, parts = _cars_parts(root)
+    boxes: dict[Path, Box] = {}
+    for images, listing in parts:
+        files, _, part_boxes = _cars_annotations(listing)
+        boxes.update({images / f: b for f, b in zip(files, part_boxes, strict=True)})
+    return boxes
+
+
 # --------------------------------------------------------------------------- dispatcher
 
-LOADERS = {"cub200": load_cub200, "dogs": load_stanford_dogs, "cifar100": load_cifar100}
+LOADERS = {"cub200": load_cub200, "dogs": load_stanford_dogs, "cifar100": load_cifar100,
+           "cars": load_stanford_cars}
 
 
 def load_finegrained(root: str | PathLike[str], name: str, split: str | None = None

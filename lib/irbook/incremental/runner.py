@@ -319,11 +319,11 @@ class IncrementalResult:
 # --------------------------------------------------------------------------- helpers
 
 
-def _digest(obj: Any) -> str:
+def config_digest(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _hash_labelled(sha: Any, labelled: Any) -> None:
+def hash_labelled(sha: Any, labelled: Any) -> None:
     """Feed the labels and items (image arrays or paths) of a LabelledSet to ``sha``."""
     sha.update(np.ascontiguousarray(labelled.labels).tobytes())
     if isinstance(labelled.items, np.ndarray):
@@ -335,22 +335,22 @@ def _hash_labelled(sha: Any, labelled: Any) -> None:
 def _dataset_digest(split: Any) -> str:
     sha = hashlib.sha1(f"{split.name}|{split.split}|{split.n_classes}".encode())
     for labelled in (split.train, split.test):
-        _hash_labelled(sha, labelled)
+        hash_labelled(sha, labelled)
     return sha.hexdigest()[:16]
 
 
 def _split_id(split: Any) -> str:
     """``name/split/<test-set digest>``: the prefix of :meth:`IncrementalResult.query_set`."""
     sha = hashlib.sha1()
-    _hash_labelled(sha, split.test)
+    hash_labelled(sha, split.test)
     return f"{split.name}/{split.split}/{sha.hexdigest()[:8]}"
 
 
-def _file_digest(path: str | None) -> str | None:
+def file_digest(path: str | None) -> str | None:
     return None if path is None else hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
-class _RemappedLabels(Dataset):
+class RemappedLabels(Dataset):
     """A dataset whose labels are replaced by classifier indices."""
 
     def __init__(self, dataset: Dataset, index_of: np.ndarray):
@@ -420,7 +420,7 @@ class _Run:
         sampler = ClassBalancedBatchSampler(
             labels, min(self.config.classes_per_batch, len(np.unique(labels))),
             self.config.samples_per_class, self.config.batches_per_epoch, seed=seed)
-        dataset = _RemappedLabels(self.factory(subset, self.config.image_size, True),
+        dataset = RemappedLabels(self.factory(subset, self.config.image_size, True),
                                   self.index_of)
         return DataLoader(dataset, batch_sampler=sampler,
                           num_workers=self.config.num_workers), sampler
@@ -514,7 +514,7 @@ def make_optimizer(model: EmbeddingNet, config: IncrementalConfig) -> torch.opti
                             weight_decay=config.weight_decay)
 
 
-def _completed_epochs(checkpoint: Path | None) -> int:
+def completed_epochs(checkpoint: Path | None) -> int:
     """Epochs already in fit()'s checkpoint (0 without one; an unreadable one is moved aside)."""
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
     return 0 if state is None else int(state["epoch"])
@@ -530,7 +530,7 @@ def _train_stage(run: _Run, model: EmbeddingNet, method: Method, ctx: TaskContex
     classes = (np.concatenate(run.tasks[: ctx.task + 1]) if method.trains_on == "seen"
                else run.tasks[ctx.task])
     loader, sampler = run.loader(classes, seed=seed)
-    sampler.set_epoch(_completed_epochs(partial))
+    sampler.set_epoch(completed_epochs(partial))
     trained: nn.Module = model
     if method.state_changes_in_fit:
         trained = _WithMethodState(model, method, run.device)
@@ -637,14 +637,14 @@ def _first_key(run: _Run) -> dict[str, Any]:
     return {"version": CACHE_VERSION, "dataset": run.dataset_digest,
             "factory": getattr(run.factory, "__qualname__", repr(run.factory)),
             "classes": run.tasks[0].tolist(), "device": run.device.type, **training,
-            "backbone_weights": _file_digest(config.backbone_weights)}
+            "backbone_weights": file_digest(config.backbone_weights)}
 
 
 def _first_stage(run: _Run, key: dict[str, Any]) -> tuple[EmbeddingNet, dict, float, list, bool]:
     """Train task 0 or load it from the cache: (model, method state, seconds, history, cached)."""
     config = run.config
     model = build_model(config, num_classes=len(run.tasks[0])).to(run.device)
-    digest = _digest(key)
+    digest = config_digest(key)
     folder = Path(config.checkpoint_dir) / "first_stage" if config.checkpoint_dir else None
     cached = load_checkpoint(folder / f"{digest}.pt") if folder else None
     if cached is not None and cached.get("key") == key:
@@ -674,7 +674,7 @@ def _stage_folder(run: _Run, method: Method, first_key: dict[str, Any]) -> Path 
                "method": method.name, "hparams": method.hparams,
                "epochs": run.config.epochs_incremental, "ks": list(run.ks), "top1": run.top1,
                "track_every": run.track_every}
-    return Path(run.config.checkpoint_dir) / method.name / _digest(run_key)
+    return Path(run.config.checkpoint_dir) / method.name / config_digest(run_key)
 
 
 def _load_stage(path: Path | None, model: EmbeddingNet, method: Method,
@@ -759,7 +759,7 @@ def _first_evaluation(run: _Run, model: EmbeddingNet, first_key: dict[str, Any]
     """``run.evaluate(model, 0)``, remembered for the same first stage and evaluated groups."""
     if run.config.checkpoint_dir is None:
         return run.evaluate(model, 0)
-    key = _digest({"first": first_key, "groups": [t.tolist() for t in run.tasks[:2]],
+    key = config_digest({"first": first_key, "groups": [t.tolist() for t in run.tasks[:2]],
                    "ks": list(run.ks), "top1": run.top1})
     if key not in _FIRST_EVALUATIONS:
         _FIRST_EVALUATIONS[key] = run.evaluate(model, 0)

@@ -133,15 +133,15 @@ def _set_rng_state(state: dict[str, Any], loader: Iterable) -> None:
         generator.set_state(state["loader"])
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
     """``value`` with NumPy scalars/arrays turned into Python data, so that
     ``torch.load(weights_only=True)`` reads it back."""
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain_data(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [plain_data(item) for item in value]
     if isinstance(value, tuple):
-        return tuple(_plain(item) for item in value)
+        return tuple(plain_data(item) for item in value)
     if isinstance(value, np.generic | np.ndarray):
         return value.tolist()
     return value
@@ -204,7 +204,7 @@ def fit(
         record = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - started}
         if on_epoch_end is not None:
             record.update(on_epoch_end(epoch, model) or {})
-        history.append(_plain(record))
+        history.append(plain_data(record))
         epoch_bar.set_postfix(loss=f"{loss:.4f}")
         if checkpoint is not None:
             atomic_save({

@@ -1,5 +1,7 @@
-"""Synthetic fine-grained datasets (chapters 5-6) written in the official layouts of CUB-200-2011,
-Stanford Dogs and CIFAR-100, so that :mod:`irbook.data.finegrained` reads them unchanged.
+"""Synthetic fine-grained datasets (chapters 5-7) written in the official layouts of CUB-200-2011,
+Stanford Dogs, CIFAR-100 and Stanford Cars, so that :mod:`irbook.data.finegrained` reads them
+unchanged. The animals (birds, dogs) are drawn here; the cars of chapter 7 in
+:mod:`irbook.data.synth.vehicles`, with the same scheme of classes grouped in makes.
 
 What makes them fine-grained:
 
@@ -43,6 +45,8 @@ from irbook.data.synth.patterns import ViewParams, _hsv, _photometric, make_back
 from irbook.data.synth.store import ensure_generated, save_jpeg, write_json
 
 GENERATOR_VERSION = 1
+CARS_GENERATOR_VERSION = 1  # the cars of irbook.data.synth.vehicles: bump when they change
+ANIMAL_DATASETS = ("cub200", "dogs", "cifar100")
 STREAM = "finegrained"
 Colour = tuple[int, int, int]
 
@@ -51,11 +55,13 @@ SCALES: dict[str, dict[str, dict[str, int]]] = {
         "cub200": {"n_classes": 16, "per_class": 10, "image_size": 48},
         "dogs": {"n_classes": 16, "per_class": 10, "image_size": 48},
         "cifar100": {"n_classes": 20, "per_class_train": 10, "per_class_test": 5},
+        "cars": {"n_classes": 16, "per_class": 10, "image_size": 48},
     },
     "demo": {
         "cub200": {"n_classes": 40, "per_class": 100, "image_size": 64},
         "dogs": {"n_classes": 40, "per_class": 100, "image_size": 64},
         "cifar100": {"n_classes": 40, "per_class_train": 40, "per_class_test": 25},
+        "cars": {"n_classes": 40, "per_class": 100, "image_size": 64},
     },
 }
 CLASSES_PER_SPECIES = {"cub200": 4, "dogs": 4, "cifar100": 5}  # CIFAR-100: 5 per superclass
@@ -152,11 +158,12 @@ def _sample_species(rng: np.random.Generator, index: int, plan: str, hue: float)
     return Species(index, plan, genus, colours, geometry, tuple(str(d) for d in diagnostic))
 
 
-def _class_codes(rng: np.random.Generator, kinds: tuple[str, ...], count: int
-                 ) -> list[tuple[int, ...]]:
-    """``count`` distinct value codes for ``kinds``, pairwise differing in at least two
-    details when a greedy pass over a random order finds that many, else in at least one."""
-    codes = list(itertools.product(*(range(len(DETAILS[k])) for k in kinds)))
+def _class_codes(rng: np.random.Generator, kinds: tuple[str, ...], count: int,
+                 table: dict[str, tuple[str, ...]] = DETAILS) -> list[tuple[int, ...]]:
+    """``count`` distinct value codes for ``kinds`` (keys of ``table``, the values of each
+    detail), pairwise differing in at least two details when a greedy pass over a random order
+    finds that many, else in at least one."""
+    codes = list(itertools.product(*(range(len(table[k])) for k in kinds)))
     order = [codes[i] for i in rng.permutation(len(codes))]
     for min_distance in (2, 1):
         chosen: list[tuple[int, ...]] = []
@@ -184,10 +191,11 @@ def _class_name(species: Species, details: dict[str, str]) -> str:
 
 def design_classes(seed: int, dataset: str, n_classes: int,
                    classes_per_species: int | None = None) -> list[FineClass]:
-    """The ``n_classes`` classes of synthetic ``dataset``: class ``c`` belongs to species
+    """The ``n_classes`` classes of synthetic ``dataset`` (an animal set; the cars are
+    designed by :func:`irbook.data.synth.vehicles.design_cars`): class ``c`` belongs to species
     ``c // classes_per_species``; a class never depends on how many images are drawn."""
-    if dataset not in FINEGRAINED_DATASETS:
-        raise ValueError(f"dataset must be one of {list(FINEGRAINED_DATASETS)}, got {dataset!r}")
+    if dataset not in ANIMAL_DATASETS:
+        raise ValueError(f"dataset must be one of {list(ANIMAL_DATASETS)}, got {dataset!r}")
     per = CLASSES_PER_SPECIES[dataset] if classes_per_species is None else classes_per_species
     require_positive(n_classes=n_classes, classes_per_species=per)
     if per > MAX_CLASSES_PER_SPECIES:
@@ -538,11 +546,73 @@ def write_cifar100(root: str | PathLike[str], *, seed: int, n_classes: int,
     return Path(root)
 
 
-WRITERS = {"cub200": write_cub200, "dogs": write_stanford_dogs, "cifar100": write_cifar100}
+def _matlab_box(box: tuple[float, float, float, float], size: int) -> tuple[int, ...]:
+    """A box (x1, y1, x2, y2) in continuous pixel coordinates as the 1-based inclusive pixel
+    indices of the Stanford Cars annotations."""
+    x1, y1 = (min(max(math.floor(v) + 1, 1), size) for v in box[:2])
+    x2, y2 = (min(max(math.ceil(v), lo), size) for v, lo in zip(box[2:], (x1, y1), strict=True))
+    return x1, y1, x2, y2
+
+
+def _cars_annotations(records: list[tuple[tuple[int, ...], int, str]], with_class: bool = True
+                      ) -> dict:
+    """``annotations``: a 1 x N MATLAB struct array with fields bbox_x1, bbox_y1, bbox_x2,
+    bbox_y2, class (1-based; left out in devkit/cars_test_annos.mat) and fname."""
+    fields = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"] + (["class"] if with_class else [])
+    ann = np.empty((1, len(records)), dtype=[(f, object) for f in [*fields, "fname"]])
+    for k, (box, label, fname) in enumerate(records):
+        values = [np.array([[v]], dtype=np.uint16) for v in box]
+        if with_class:
+            values.append(np.array([[label]], dtype=np.uint8 if label < 256 else np.uint16))
+        ann[0, k] = (*values, np.array([fname]))
+    return {"annotations": ann}
+
+
+def write_stanford_cars(root: str | PathLike[str], *, seed: int, n_classes: int,
+                        per_class: int, image_size: int,
+                        classes_per_make: int | None = None) -> Path:
+    """Write ``<root>/stanford_cars/``: ``cars_train/00001.jpg ...``, ``cars_test/00001.jpg
+    ...`` (each split numbered from 1, classes mixed in a seeded random order as in the real
+    files), ``devkit/cars_train_annos.mat``, ``devkit/cars_test_annos.mat`` (no labels),
+    ``cars_test_annos_withlabels.mat`` and ``devkit/cars_meta.mat`` (``class_names``, 1 x n
+    cell). Boxes are the cars' extents. Returns ``root``."""
+    from irbook.data.synth.vehicles import design_cars, render_car  # vehicles imports this module
+
+    require_positive(per_class=per_class, image_size=image_size)
+    classes = design_cars(seed, n_classes, classes_per_make)
+    folder = Path(root) / FOLDERS["cars"]
+    records: dict[str, list[tuple[tuple[int, ...], int, str]]] = {}
+    for part in ("train", "test"):
+        items = [(car.index, i) for car in classes for i in range(per_class)
+                 if _official_train(i) == (part == "train")]
+        order = make_rng(seed, STREAM, "cars", "order", part).permutation(len(items))
+        records[part] = []
+        for k, j in enumerate(order.tolist(), 1):
+            c, i = items[j]
+            img, box = render_car(_image_rng(seed, "cars", c, i), classes[c], image_size)
+            save_jpeg(img, folder / f"cars_{part}" / f"{k:05d}.jpg")
+            records[part].append((_matlab_box(box, image_size), c + 1, f"{k:05d}.jpg"))
+    _savemat(folder / "devkit" / "cars_train_annos.mat", _cars_annotations(records["train"]))
+    _savemat(folder / "devkit" / "cars_test_annos.mat",
+             _cars_annotations(records["test"], with_class=False))
+    _savemat(folder / "cars_test_annos_withlabels.mat", _cars_annotations(records["test"]))
+    _savemat(folder / "devkit" / "cars_meta.mat",
+             {"class_names": _cell([car.name for car in classes]).T})
+    meta = {"seed": seed, "generator_version": CARS_GENERATOR_VERSION,
+            "classes": [{"name": car.name, "make": car.make.index, "body": car.make.body,
+                         "diagnostic": car.details} for car in classes]}
+    write_json(meta, folder / "synth_meta.json")
+    return Path(root)
+
+
+WRITERS = {"cub200": write_cub200, "dogs": write_stanford_dogs, "cifar100": write_cifar100,
+           "cars": write_stanford_cars}
+VERSIONS = {"cub200": GENERATOR_VERSION, "dogs": GENERATOR_VERSION,
+            "cifar100": GENERATOR_VERSION, "cars": CARS_GENERATOR_VERSION}
 
 
 def ensure_finegrained(root: str | PathLike[str], name: str, *, seed: int, scale: str) -> Path:
-    """Write synthetic dataset ``name`` (cub200, dogs, cifar100) with preset ``scale`` (a key
+    """Write synthetic dataset ``name`` (cub200, dogs, cifar100, cars) with preset ``scale`` (a key
     of :data:`SCALES`) under ``root``, unless it is already there for the same configuration.
     Returns ``root``: pass it to :func:`irbook.data.finegrained.load_finegrained`."""
     if name not in WRITERS:
@@ -552,7 +622,7 @@ def ensure_finegrained(root: str | PathLike[str], name: str, *, seed: int, scale
     make_rng(seed)  # validates the seed
     preset = SCALES[scale][name]
     kind = f"finegrained_{name}"
-    config = {"kind": kind, "version": GENERATOR_VERSION, "seed": seed, "scale": scale,
+    config = {"kind": kind, "version": VERSIONS[name], "seed": seed, "scale": scale,
               **preset}
     return ensure_generated(Path(root), kind, config, (FOLDERS[name],),
                             lambda folder: WRITERS[name](folder, seed=seed, **preset))
