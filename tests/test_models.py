@@ -244,3 +244,23 @@ def test_learned_whitening_whitens_matching_pair_differences():
     differences = whitening.apply(X[queries], normalize=False) - whitening.apply(
         X[positives], normalize=False)
     np.testing.assert_allclose(differences.T @ differences / 100, np.eye(6), atol=1e-8)
+
+
+def _weights(module: nn.Module) -> torch.Tensor:
+    return torch.cat([t.flatten() for t in module.state_dict().values() if t.is_floating_point()])
+
+
+def test_seeded_backbone_is_the_same_in_every_process_and_leaves_the_global_rng_alone():
+    code = ("import torch; from irbook.models import make_backbone; "
+            "b = make_backbone('smallcnn', seed=3); "
+            "print(float(torch.cat([t.flatten() for t in b.state_dict().values() "
+            "if t.is_floating_point()]).sum()))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip() for _ in range(2)]
+    assert runs[0] == runs[1]
+    state = torch.random.get_rng_state()
+    first = _weights(make_backbone("smallcnn", seed=3))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(first, _weights(make_backbone("smallcnn", seed=3)))
+    assert not torch.equal(first, _weights(make_backbone("smallcnn", seed=4)))
+    assert float(first.sum()) == pytest.approx(float(runs[0]), rel=1e-6)

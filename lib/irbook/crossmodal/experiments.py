@@ -93,7 +93,8 @@ def image_backbone(params: Mapping[str, Any], device: str):
 
         return standin_backbone(seed=params["seed"], scale=synth_scale(params["profile"]),
                                 epochs=params["pretrain_epochs"], device=device)
-    return make_backbone(params["backbone"], pretrained=params["pretrained"]).to(device)
+    return make_backbone(params["backbone"], pretrained=params["pretrained"],
+                         seed=params["seed"]).to(device)
 
 
 def image_features_of(images: np.ndarray, params: Mapping[str, Any], device: str,

@@ -150,17 +150,22 @@ def _check_name(name: str) -> None:
         raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}; got {name!r}")
 
 
-def make_backbone(name: str, pretrained: bool = False) -> nn.Module:
+def make_backbone(name: str, pretrained: bool = False, seed: int | None = None) -> nn.Module:
     """Backbone ``name`` (one of :data:`BACKBONES`) with an ``out_channels`` attribute.
 
     ``pretrained=True`` loads torchvision's ImageNet weights from
     ``torch.hub.get_dir()/checkpoints/`` and raises :class:`PretrainedWeightsMissingError`
     when they are absent. Inputs are expected normalised with ``IMAGENET_MEAN``/``IMAGENET_STD``.
+    ``seed`` draws the initial weights from a generator seeded with it, leaving the global
+    random state untouched (``None``: from the global generator, whose start differs between
+    processes unless seeded).
     """
     _check_name(name)
-    if name == "smallcnn":
-        if pretrained:
-            raise ValueError("smallcnn has no downloadable weights: pre-train it with "
-                             "irbook.train.pretrain.pretrain_classifier")
-        return SmallCNN()
-    return _torchvision_trunk(name, pretrained)
+    if name == "smallcnn" and pretrained:
+        raise ValueError("smallcnn has no downloadable weights: pre-train it with "
+                         "irbook.train.pretrain.pretrain_classifier")
+    if seed is None:
+        return SmallCNN() if name == "smallcnn" else _torchvision_trunk(name, pretrained)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SmallCNN() if name == "smallcnn" else _torchvision_trunk(name, pretrained)

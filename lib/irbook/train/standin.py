@@ -65,8 +65,9 @@ def standin_backbone(*, seed: int, scale: str, epochs: int, device: str,
     extra = {"dataset": "synthetic-classification", "scale": scale,
              "image_size": STANDIN_IMAGE_SIZE,
              "generator_version": synth_classification.GENERATOR_VERSION,
-             "train_files": training_fingerprint(Path(root) / "train")}
-    return pretrain_classifier(make_backbone("smallcnn"), train_set, len(train_set.classes),
+             "train_files": training_fingerprint(Path(root) / "train"), "init": "seeded"}
+    backbone = make_backbone("smallcnn", seed=seed)  # the same initial weights in every process
+    return pretrain_classifier(backbone, train_set, len(train_set.classes),
                                epochs=epochs, lr=STANDIN_LR, batch_size=STANDIN_BATCH_SIZE,
                                seed=seed, device=device,
                                cache_path=standin_weights_path(seed=seed, scale=scale,
