@@ -90,3 +90,48 @@ def test_protocol_table_explains_every_deviation(profile):
     assert (table["deviation"] != "").any()
     differing = table[table["this run"].str.lower() != table["thesis"].str.lower()]
     assert (differing["deviation"] != "").all()
+
+
+def _captured_training(monkeypatch, backbone_lr):
+    """Run ``result_of`` on stand-in data with the trainers replaced by recorders."""
+    from irbook.crossmodal import matching
+
+    seen = {}
+
+    def train(config, images, *args, backbone=None, **kwargs):
+        seen.update(config=config, train_images=images, backbone=backbone)
+        return SimpleNamespace(config=config)
+
+    def evaluate(model, images, *args, **kwargs):
+        seen["test_images"] = images
+        return SimpleNamespace(hits={d: {} for d in ch04.DIRECTIONS},
+                               ap={d: np.zeros(2) for d in ch04.DIRECTIONS})
+
+    monkeypatch.setattr(matching, "train_matching", train)
+    monkeypatch.setattr(matching, "evaluate_matching", evaluate)
+    params = CHAPTERS["ch04"].resolve("smoke", {"backbone_lr": backbone_lr})
+    part = SimpleNamespace(caption_image=np.zeros(2, int), labels=np.zeros(1, int))
+    split = {name: dict(images=f"{name} images", features=f"{name} features", tokens=None,
+                        lengths=None, part=part) for name in ("train", "test")}
+    run = SimpleNamespace(params=params, device="cpu", seeds=[0], report=None,
+                          state=dict(data={"flickr30k": dict(vocab=[0, 1], folds=None,
+                                                             **split)},
+                                     results={}, backbone="the backbone",
+                                     evidence={0: Evidence(0)}))
+    ch04.result_of(run, 0, "flickr30k", ch04.OURS)
+    return seen, run
+
+
+def test_a_positive_backbone_lr_fine_tunes_on_images(monkeypatch):
+    seen, run = _captured_training(monkeypatch, 2e-5)
+    assert seen["config"].backbone_lr == 2e-5 and seen["config"].finetune
+    assert (seen["train_images"], seen["test_images"]) == ("train images", "test images")
+    assert seen["backbone"] == "the backbone"
+    table = ch04.protocol_table(run.params).set_index("item")
+    assert "fine-tuned with lr 2e-05" in table.loc["image branch", "this run"]
+
+
+def test_a_frozen_backbone_trains_on_the_cached_features(monkeypatch):
+    seen, _ = _captured_training(monkeypatch, 0.0)
+    assert not seen["config"].finetune and seen["backbone"] is None
+    assert (seen["train_images"], seen["test_images"]) == ("train features", "test features")

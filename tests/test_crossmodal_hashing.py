@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from irbook.constants import IMAGENET_MEAN, IMAGENET_STD
 from irbook.crossmodal import hashing
 from irbook.crossmodal.hashing import (
     METHODS,
@@ -193,3 +194,137 @@ def test_inputs_are_validated(problem):
     model = train(problem, epochs=1)
     with pytest.raises(ValueError, match="one row per pair"):
         evaluate_hashing(model, data, features[:10])
+
+
+# --- end-to-end fine-tuning of the image backbone --------------------------------------------
+
+IMAGES = np.random.default_rng(7).integers(0, 256, size=(N_PAIRS, 16, 16, 3), dtype=np.uint8)
+FINETUNE = dict(SMALL, backbone_lr=1e-3, image_size=16, epochs=1)
+
+
+def smallcnn(seed=0):
+    from irbook.models import make_backbone
+
+    torch.manual_seed(seed)
+    return make_backbone("smallcnn")
+
+
+def finetune(problem, backbone=None, **overrides):
+    data, _ = problem
+    config = HashingConfig(**{**FINETUNE, **overrides})
+    return train_hashing(config, IMAGES[data.train], data.tags[data.train],
+                         data.labels[data.train], progress=False,
+                         backbone=backbone if backbone is not None else smallcnn())
+
+
+def test_finetuning_updates_a_copy_of_the_backbone_at_its_own_lr(problem):
+    backbone = smallcnn()
+    original = {k: v.clone() for k, v in backbone.state_dict().items()}
+    # one batch of all 200 pairs: one image step, Adam's first step moves a parameter by
+    # lr * g / (|g| + eps), i.e. by at most (about) its group's lr
+    model = finetune(problem, backbone, batch_size=N_TRAIN, backbone_lr=1e-5, lr=1e-2)
+    assert model.finetuned and not train(problem, epochs=1).finetuned
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, original[key])  # the caller's backbone is left alone
+    trained = model.nets["backbone"].backbone.state_dict()
+    for key, value in original.items():
+        change = float((trained[key].float() - value.float()).abs().max())
+        if "running" in key or "num_batches" in key:
+            assert change == 0, key  # BatchNorm statistics stay those of the pre-training
+        else:
+            assert 0.9e-5 < change <= 1e-5 * 1.01, key
+    head = model.nets["image"].common.weight.detach()
+    torch.manual_seed(model.config.seed)  # the initial head of train_hashing
+    init = build_networks(model.config, 256, VOCAB, N_LABELS)["image"].common.weight.detach()
+    assert 0.9e-2 < float((head - init).abs().max()) <= 1e-2 * 1.01
+
+
+def test_backbone_is_its_own_group_of_the_main_optimiser(problem):
+    config = HashingConfig(**FINETUNE)
+    nets = build_networks(config, 256, VOCAB, N_LABELS)
+    frozen = hashing._optimizers(config, nets)["main"].param_groups
+    assert len(frozen) == 1 and frozen[0]["lr"] == config.lr
+    from irbook.crossmodal.features import PooledBackbone
+
+    nets["backbone"] = PooledBackbone(smallcnn())
+    groups = hashing._optimizers(config, nets)["main"].param_groups
+    assert [g["lr"] for g in groups] == [config.lr, 1e-3]
+    assert [id(p) for p in groups[1]["params"]] == [id(p) for p in nets["backbone"].parameters()]
+    assert [id(p) for p in groups[0]["params"]] == [id(p) for p in frozen[0]["params"]]
+
+
+def test_backbone_learns_in_the_image_steps_only(problem, monkeypatch):
+    steps = []
+
+    def recording_step(optimizer, loss):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        steps.append({id(p) for g in optimizer.param_groups for p in g["params"]
+                      if p.grad is not None})
+        optimizer.step()
+
+    monkeypatch.setattr(hashing, "_step", recording_step)
+    model = finetune(problem, batch_size=100)  # 2 batches: image, text, domain steps
+    owners = {id(p): name for name, net in model.nets.items() for p in net.parameters()}
+    touched = [{owners[i] for i in step} & {"backbone", "image", "text"} for step in steps]
+    assert touched == [{"backbone", "image"}, {"text"}, set()] * 2
+
+
+@pytest.fixture(scope="module")
+def finetuned_model(problem):
+    return finetune(problem, method="dcmh", image_grid=2, image_size=32)
+
+
+def test_finetuned_codes_run_the_trained_backbone(problem, finetuned_model):
+    data, features = problem
+    model = finetuned_model
+    x = torch.from_numpy(IMAGES[:30]).permute(0, 3, 1, 2).float() / 255
+    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", antialias=True)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    with torch.no_grad():
+        maps = model.nets["backbone"].backbone((x - mean) / std)  # smallcnn: a 2 x 2 map
+        cells = maps.flatten(2)  # grid 2 over a 2 x 2 map: one cell per location
+        logits = model.nets["image"].eval()(cells.flatten(1)).logits.numpy()
+    codes = model.image_codes(IMAGES[:30])
+    assert model.nets["image"].common.in_features == 256 * 4
+    agree = codes == np.where(logits >= 0, 1, -1)
+    assert agree[np.abs(logits) > 1e-4].all()
+    result = evaluate_hashing(model, data, IMAGES)
+    assert np.array_equal(result.codes["image_query"], model.image_codes(IMAGES[data.query]))
+    assert all(0 <= v <= 1 for v in result.map.values())
+    with pytest.raises(ValueError, match="image_features must be uint8 images"):
+        evaluate_hashing(model, data, features)
+    with pytest.raises(ValueError, match="image inputs must be uint8 images"):
+        model.image_codes(features)
+
+
+def test_finetuning_is_seeded(problem):
+    codes = [finetune(problem, seed=s).image_codes(IMAGES) for s in (3, 3, 4)]
+    assert np.array_equal(codes[0], codes[1])
+    assert not np.array_equal(codes[0], codes[2])
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("backbone_lr", float("nan"), "backbone_lr must be a finite number >= 0"),
+    ("backbone_lr", -1e-5, "backbone_lr must be a finite number >= 0"),
+    ("backbone_lr", True, "backbone_lr must be a finite number >= 0"),
+    ("image_size", 0, "image_size must be a positive integer"),
+    ("image_grid", 1.5, "image_grid must be a positive integer"),
+])
+def test_finetuning_config_is_validated(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        HashingConfig(**{field: value})
+
+
+def test_finetuning_inputs_are_validated(problem):
+    data, features = problem
+    args = (data.tags[data.train], data.labels[data.train])
+    with pytest.raises(ValueError, match="pass backbone="):
+        train_hashing(HashingConfig(**FINETUNE), IMAGES[data.train], *args, progress=False)
+    with pytest.raises(ValueError, match=r"image_features must be uint8 images .*"
+                                         r"backbone_lr > 0 \(fine-tuning\); got float32"):
+        train_hashing(HashingConfig(**FINETUNE), features[data.train], *args, progress=False,
+                      backbone=smallcnn())
+    with pytest.raises(ValueError, match="backbone is used only with backbone_lr > 0"):
+        train_hashing(HashingConfig(**SMALL), features[data.train], *args, progress=False,
+                      backbone=smallcnn())

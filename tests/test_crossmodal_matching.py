@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from irbook.crossmodal.complexity import complexity, count_flops
+from irbook.crossmodal.features import to_input_tensor
 from irbook.crossmodal.matching import (
     COMPONENTS,
     MatchingConfig,
@@ -286,3 +287,132 @@ def test_complexity_returns_positive_finite_numbers(trained):
     from_numpy = complexity(trained.image_encoder, trained.text_encoder, PROBLEM[0][:4],
                             (PROBLEM[1][:4], PROBLEM[2][:4]), repeats=2, number=1)
     assert from_numpy["flops"] == out["flops"]
+
+
+# --- end-to-end fine-tuning of the image backbone --------------------------------------------
+
+IMAGES = np.random.default_rng(5).integers(0, 256, size=(60, 16, 16, 3), dtype=np.uint8)
+FINETUNE = dict(SMALL, backbone_lr=1e-3, image_size=16, epochs=1)
+
+
+def smallcnn(seed=0):
+    from irbook.models import make_backbone
+
+    torch.manual_seed(seed)
+    return make_backbone("smallcnn")
+
+
+def finetuned(backbone=None, **overrides):
+    config = MatchingConfig(**{**FINETUNE, **overrides})
+    return train_matching(config, IMAGES, *PROBLEM[1:], vocab_size=N_WORDS, progress=False,
+                          backbone=backbone if backbone is not None else smallcnn())
+
+
+def _max_change(module, before):
+    return max(float((p.detach() - q).abs().max())
+               for p, q in zip(module.parameters(), before, strict=True))
+
+
+def test_finetuning_trains_a_copy_of_the_backbone_batchnorm_statistics_fixed():
+    backbone = smallcnn()
+    original = {k: v.clone() for k, v in backbone.state_dict().items()}
+    model = finetuned(backbone)
+    assert model.finetuned and not train().finetuned
+    for key, value in backbone.state_dict().items():  # the caller's backbone is left alone
+        assert torch.equal(value, original[key])
+    trained_state = model.network.backbone.backbone.state_dict()
+    weights = [k for k in original if k.endswith("weight")]
+    assert all(not torch.equal(trained_state[k], original[k]) for k in weights)
+    for key in [k for k in original if "running" in k or "num_batches" in k]:
+        assert torch.equal(trained_state[key], original[key])  # BatchNorm in eval mode
+
+
+def test_backbone_has_its_own_parameter_group_and_learning_rate():
+    config = MatchingConfig(**{**FINETUNE, "backbone_lr": 1e-5, "lr": 1e-2})
+    torch.manual_seed(0)
+    from irbook.crossmodal.features import PooledBackbone
+
+    pooled = PooledBackbone(smallcnn(), size=16)
+    net = MatchingNetwork(config, 256, N_WORDS, n_classes=60, backbone=pooled)
+    trainer = _Trainer(config, net)
+    groups = trainer.generator_opt.param_groups
+    assert [g["lr"] for g in groups] == [1e-2, 1e-5]
+    assert [id(p) for p in groups[1]["params"]] == [id(p) for p in pooled.parameters()]
+    assert not {id(p) for p in groups[0]["params"]} & {id(p) for p in pooled.parameters()}
+    features, tokens, lengths, labels = _batch(config, size=24)
+    batch = (pooled.inputs(IMAGES[PROBLEM[3][:24]]), tokens, lengths, labels)
+    heads_before, backbone_before = _snapshot(net.image), _snapshot(pooled)
+    trainer.generator_step(batch)
+    # Adam's first step moves every parameter with a gradient by lr * g / (|g| + eps) <= lr
+    # (up to float32 rounding of the weights)
+    assert 0.9e-5 < _max_change(pooled, backbone_before) <= 1e-5 * 1.01
+    assert 0.9e-2 < _max_change(net.image, heads_before) <= 1e-2 * 1.01
+
+
+def test_frozen_default_keeps_the_feature_path_and_one_parameter_group():
+    config = MatchingConfig(**SMALL)
+    assert config.backbone_lr == 0 and not config.finetune
+    torch.manual_seed(0)
+    net = MatchingNetwork(config, 24, N_WORDS, n_classes=60)
+    assert net.backbone is None
+    groups = _Trainer(config, net).generator_opt.param_groups
+    assert len(groups) == 1 and groups[0]["lr"] == config.lr
+    assert [id(p) for p in groups[0]["params"]] == [id(p) for p in net.generator_parameters()]
+    with pytest.raises(ValueError, match="backbone is used only with"):
+        train_matching(config, *PROBLEM, vocab_size=N_WORDS, progress=False,
+                       backbone=smallcnn())
+
+
+@pytest.fixture(scope="module")
+def finetuned_model():
+    return finetuned(image_grid=2, image_size=32)  # 16 px images -> 32 px -> a 2 x 2 map
+
+
+def test_finetuned_evaluation_runs_the_trained_backbone(finetuned_model):
+    model = finetuned_model
+    assert model.network.image.in_dim == 256 * 4  # smallcnn: 256 channels, 2 x 2 grid
+    net = model.network
+    x = to_input_tensor(IMAGES, 32)
+    with torch.no_grad():
+        maps = net.backbone.backbone(x)
+        cells = torch.stack([maps[:, :, i:i + 1, j:j + 1].mean(dim=(2, 3))
+                             for i in (0, 1) for j in (0, 1)], dim=2).flatten(1)
+        manual = torch.nn.functional.normalize(net.image(cells), dim=1).numpy()
+    embeddings = model.image_embeddings(IMAGES)
+    np.testing.assert_allclose(embeddings, manual, atol=1e-5)
+    result = evaluate_matching(model, IMAGES, *PROBLEM[1:])
+    assert np.array_equal(result.embeddings["image"], embeddings)
+    assert 0 <= result.rsum <= 600
+    noisy = [model.image_embeddings(IMAGES, noise_sigma=0.5, noise_seed=s) for s in (1, 1, 2)]
+    assert np.array_equal(noisy[0], noisy[1]) and not np.allclose(noisy[0], noisy[2])
+    assert not np.allclose(noisy[0], embeddings)
+    with pytest.raises(ValueError, match="image_features must be uint8 images"):
+        model.image_embeddings(PROBLEM[0])
+
+
+def test_finetuning_is_seeded():
+    a, b, c = finetuned(seed=1), finetuned(seed=1), finetuned(seed=2)
+    assert np.array_equal(a.image_embeddings(IMAGES), b.image_embeddings(IMAGES))
+    assert not np.allclose(a.image_embeddings(IMAGES), c.image_embeddings(IMAGES))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("backbone_lr", math.nan), ("backbone_lr", -1e-5), ("backbone_lr", math.inf),
+    ("backbone_lr", True), ("image_size", 0), ("image_grid", 0),
+])
+def test_config_rejects_bad_finetuning_values(field, value):
+    with pytest.raises(ValueError, match=f"MatchingConfig.{field}"):
+        MatchingConfig(**{field: value})
+
+
+def test_finetuning_input_checks():
+    config = MatchingConfig(**FINETUNE)
+    with pytest.raises(ValueError, match="pass backbone="):
+        train_matching(config, IMAGES, *PROBLEM[1:], vocab_size=N_WORDS, progress=False)
+    with pytest.raises(ValueError, match=r"image_features must be uint8 images .*"
+                                         r"backbone_lr > 0 \(fine-tuning\); got float32"):
+        train_matching(config, *PROBLEM, vocab_size=N_WORDS, progress=False,
+                       backbone=smallcnn())
+    with pytest.raises(ValueError, match="got float64"):
+        train_matching(config, IMAGES.astype(float), *PROBLEM[1:], vocab_size=N_WORDS,
+                       progress=False, backbone=smallcnn())

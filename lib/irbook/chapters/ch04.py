@@ -53,13 +53,14 @@ _SHARED = dict(pretrained=True, dropout=0.3, tau=4.0, margin=0.5,
 _PROFILES = {
     "smoke": dict(COMMON_DEFAULTS["smoke"], **_SHARED, backbone="smallcnn", pretrain_epochs=2,
                   image_size=32, embed_dim=64, word_dim=32, text_hidden=32, epochs=1,
-                  batch_size=32, lr=2e-3, complexity="run"),
+                  batch_size=32, lr=2e-3, complexity="run", backbone_lr=0.0),
     "demo": dict(COMMON_DEFAULTS["demo"], **_SHARED, backbone="smallcnn", pretrain_epochs=12,
                  image_size=64, embed_dim=128, word_dim=64, text_hidden=64, epochs=4,
-                 batch_size=128, lr=5e-3, complexity="all"),
+                 batch_size=32, lr=5e-3, complexity="all", backbone_lr=0.0),
     "full": dict(COMMON_DEFAULTS["full"], **_SHARED, backbone="mobilenet_v2",
                  pretrain_epochs=1, image_size=224, embed_dim=512, word_dim=300,
-                 text_hidden=512, epochs=30, batch_size=64, lr=2e-4, complexity="all"),
+                 text_hidden=512, epochs=30, batch_size=64, lr=2e-4, complexity="all",
+                 backbone_lr=2e-5),
 }
 
 CHAPTER = Chapter(
@@ -112,7 +113,7 @@ def setup(namespace: Mapping[str, Any]) -> Session:
     p = run.params
     backbone = xm.image_backbone(p, run.device)
     prepared = {name: prepare(run, name, backbone) for name in datasets_of(p)}
-    run.state.update(data=prepared, results={}, all=p["experiments"] == "all",
+    run.state.update(data=prepared, results={}, all=p["experiments"] == "all", backbone=backbone,
                      evidence={s: Evidence(s) for s in run.seeds})
     if not run.state["all"]:
         for key in NOT_RUN:
@@ -166,7 +167,7 @@ def config_of(run: Session, seed: int, **overrides: Any):
                   text_hidden=p["text_hidden"], dropout=p["dropout"], tau=p["tau"],
                   margin=p["margin"], generator_steps=p["generator_steps"],
                   epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], seed=seed,
-                  device=run.device)
+                  device=run.device, backbone_lr=p["backbone_lr"], image_size=p["image_size"])
     return MatchingConfig(**{**fields, **overrides})
 
 
@@ -179,21 +180,28 @@ def result_of(run: Session, seed: int, dataset: str, label: str, noise_sigma: fl
     d = run.state["data"][dataset]
     model_key = (seed, dataset, label)
     if model_key not in run.state["results"]:
-        train = d["train"]
-        model = train_matching(config_of(run, seed, **overrides), train["features"],
-                               train["tokens"], train["lengths"], train["part"].caption_image,
-                               train["part"].labels, len(d["vocab"]), progress=False)
+        train, config = d["train"], config_of(run, seed, **overrides)
+        model = train_matching(config, image_input(config, train), train["tokens"],
+                               train["lengths"], train["part"].caption_image,
+                               train["part"].labels, len(d["vocab"]), progress=False,
+                               backbone=run.state["backbone"] if config.finetune else None)
         run.state["results"][model_key] = {"model": model}
     memo = run.state["results"][model_key]
     if noise_sigma not in memo:
         test = d["test"]
-        result = evaluate_matching(memo["model"], test["features"], test["tokens"],
+        result = evaluate_matching(memo["model"], image_input(memo["model"].config, test),
+                                   test["tokens"],
                                    test["lengths"], test["part"].caption_image,
                                    test["part"].labels, folds=d["folds"],
                                    noise_sigma=noise_sigma, noise_seed=seed)
         _add_evidence(run.state["evidence"][seed], dataset, label, noise_sigma, result)
         memo[noise_sigma] = result
     return memo[noise_sigma]
+
+
+def image_input(config, part: Mapping[str, Any]) -> np.ndarray:
+    """The images of ``part`` when ``config`` fine-tunes the backbone, else their features."""
+    return part["images"] if config.finetune else part["features"]
 
 
 def _add_evidence(evidence: Evidence, dataset: str, label: str, sigma: float, result) -> None:
@@ -466,8 +474,7 @@ def deviation_reasons(p: Mapping[str, Any]) -> dict[str, str]:
                 "official layouts" if p["synthetic"] else "set by the experiments parameter",
         "splits": "scaled to the synthetic sets" if p["synthetic"] else "the splits of the "
                   "Karpathy and PEDES files, whose sizes the table gives",
-        "image branch": "the backbone stays frozen (features computed once) so that every "
-                        "configuration fits the CPU budget; the thesis fine-tunes it",
+        "image branch": xm.image_branch_reason(p),
         "text branch": "a smaller Bi-LSTM for the CPU profiles (text_hidden)",
         "shared space": "set by the embed_dim parameter",
         "generator steps": "set by the generator_steps parameter",

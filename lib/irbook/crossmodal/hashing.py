@@ -25,6 +25,15 @@ dropout while they score the encoders' outputs. Each step's loss pairs the batch
 scaling; the equations' sums are kept, so a per-item term such as ``L_d`` weighs ``1 / N`` of
 a per-pair term). The buffers start from a forward pass of the untrained networks (DCMH draws
 them at random). Adam, a constant learning rate, a seeded batch order.
+
+End-to-end fine-tuning (the thesis fine-tunes CNN-F): with ``backbone_lr > 0`` the image
+argument holds uint8 images and ``train_hashing`` gets the backbone; a copy of it
+(:class:`~.features.PooledBackbone`: resized to ``image_size``, pooled over an ``image_grid``
+grid, BatchNorm in eval mode) turns each image step's batch into the image network's input and
+learns in that step, in its own Adam parameter group (lr = ``backbone_lr``) of the ``"main"``
+optimiser; the buffers start from its features of all training images. With ``backbone_lr =
+0`` (the default) nothing of this runs: cached features in, the frozen-feature results
+unchanged.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from ..models.hashing import (
     sign_codes,
 )
 from ..progress import progress_bar
+from .features import PooledBackbone, check_images
 
 __all__ = ["METHODS", "METHOD_TERMS", "HashingConfig", "HashingModel", "HashingResult",
            "build_networks", "evaluate_hashing", "train_hashing"]
@@ -91,6 +101,9 @@ class HashingConfig:
     seed: int = 0
     device: str = "cpu"
     text_hidden: int = TEXT_HIDDEN
+    backbone_lr: float = 0.0  # > 0: fine-tune the image backbone end to end
+    image_size: int | None = None  # fine-tuning: side (px) of the backbone's input
+    image_grid: int = 1  # fine-tuning: pooling grid of the backbone's map (1 = global average)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -109,6 +122,25 @@ class HashingConfig:
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a torch device name such as 'cpu' or 'cuda', "
                              f"got {self.device!r}")
+        self._check_finetuning()
+
+    def _check_finetuning(self) -> None:
+        lr = self.backbone_lr
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) \
+                or lr < 0:
+            raise ValueError(f"backbone_lr must be a finite number >= 0 (0 = frozen backbone), "
+                             f"got {lr!r}")
+        for name in ("image_size", "image_grid"):
+            value = getattr(self, name)
+            if value is None and name == "image_size":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    @property
+    def finetune(self) -> bool:
+        """Whether the image backbone is trained (``backbone_lr > 0``)."""
+        return self.backbone_lr > 0
 
     def weights(self) -> L.HashingLossWeights:
         return L.HashingLossWeights(self.alpha, self.beta, self.gamma, self.eta, self.epsilon)
@@ -122,18 +154,28 @@ class HashingModel:
     def __init__(self, config: HashingConfig, nets: nn.ModuleDict, history: list[dict]):
         self.config, self.nets, self.history = config, nets, history
 
+    @property
+    def finetuned(self) -> bool:
+        """Whether the image backbone was trained (``nets["backbone"]``; inputs are images)."""
+        return "backbone" in self.nets
+
     def _codes(self, side: str, inputs: Any) -> np.ndarray:
         net = self.nets[side]
         was_training = net.training
         net.eval()
-        x = _tensor(inputs, self.config.device, f"{side} inputs")
+        if side == "image" and self.finetuned:
+            x = self.nets["backbone"].features_of(check_images(
+                inputs, "image inputs", " for a model whose backbone was fine-tuned"))
+        else:
+            x = _tensor(inputs, self.config.device, f"{side} inputs")
         with torch.no_grad():
             logits = [net(x[s : s + ENCODE_BATCH]).logits for s in range(0, len(x), ENCODE_BATCH)]
         net.train(was_training)
         return sign_codes(torch.cat(logits) if logits else x.new_zeros(0, self.config.n_bits))
 
     def image_codes(self, image_features: Any) -> np.ndarray:
-        """``(N, n_bits)`` int8 codes in {-1, +1} of image features."""
+        """``(N, n_bits)`` int8 codes in {-1, +1} of image features, or of uint8 images
+        (N, H, W, 3) through the fine-tuned backbone when :attr:`finetuned`."""
         return self._codes("image", image_features)
 
     def text_codes(self, tags: Any) -> np.ndarray:
@@ -165,8 +207,9 @@ def _tensor(array: Any, device: str, name: str) -> Tensor:
 
 @dataclass
 class _Data:
-    inputs: dict[str, Tensor]  # "image" (N, D), "text" (N, V)
+    inputs: dict[str, Tensor]  # "image" (N, D) (absent when fine-tuning), "text" (N, V)
     labels: Tensor  # (N, c)
+    images: np.ndarray | None = None  # (N, H, W, 3) uint8 when fine-tuning
 
     @property
     def n(self) -> int:
@@ -174,13 +217,28 @@ class _Data:
 
 
 def _data(config: HashingConfig, image_features: Any, tags: Any, labels: Any) -> _Data:
-    x = _tensor(image_features, config.device, "image_features")
+    if config.finetune:
+        x = check_images(image_features, "image_features",
+                         " when backbone_lr > 0 (fine-tuning)")
+    else:
+        x = _tensor(image_features, config.device, "image_features")
     y = _tensor(tags, config.device, "tags")
     lab = _tensor(labels, config.device, "labels")
     if not len(x) == len(y) == len(lab) or len(x) == 0:
         raise ValueError(f"image_features, tags and labels must have the same positive number "
                          f"of rows, got {len(x)}, {len(y)} and {len(lab)}")
+    if config.finetune:
+        return _Data({"text": y}, lab, images=x)
     return _Data({"image": x, "text": y}, lab)
+
+
+def _inputs(nets: nn.ModuleDict, data: _Data, side: str, ind: Tensor) -> Tensor:
+    """Rows ``ind`` of a branch's input: stored rows, or the fine-tuned backbone's pooled
+    features (with gradient) of those training images."""
+    if side == "image" and data.images is not None:
+        backbone = nets["backbone"]
+        return backbone(backbone.inputs(data.images[ind.cpu().numpy()]))
+    return data.inputs[side][ind]
 
 
 def build_networks(config: HashingConfig, in_dim: int, vocab_size: int,
@@ -208,7 +266,7 @@ def build_networks(config: HashingConfig, in_dim: int, vocab_size: int,
 ADVERSARIES = ("domain_real", "domain_binary", "disc_image", "disc_text")
 
 
-def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
+def _adam(params: list, lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel (5x faster on CPU for the 4 M text weights), else foreach."""
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
@@ -217,9 +275,14 @@ def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
 
 
 def _optimizers(config: HashingConfig, nets: nn.ModuleDict) -> dict[str, torch.optim.Adam]:
-    """``"main"``: encoders and label networks; ``"adversary"``: domain predictors or
-    discriminators (stepped on their own)."""
-    main = [p for name, net in nets.items() if name not in ADVERSARIES for p in net.parameters()]
+    """``"main"``: encoders and label networks (and a fine-tuned backbone, in a parameter group
+    of its own at ``backbone_lr``); ``"adversary"``: domain predictors or discriminators
+    (stepped on their own)."""
+    main: list = [p for name, net in nets.items() if name not in (*ADVERSARIES, "backbone")
+                  for p in net.parameters()]
+    if "backbone" in nets:
+        main = [{"params": main}, {"params": list(nets["backbone"].parameters()),
+                                   "lr": config.backbone_lr}]
     out = {"main": _adam(main, config.lr)}
     rivals = [p for name, net in nets.items() if name in ADVERSARIES for p in net.parameters()]
     if rivals:
@@ -246,7 +309,9 @@ def _init_buffers(config: HashingConfig, nets: nn.ModuleDict, data: _Data) -> di
     nets.eval()
     buffers = {}
     for side in ("image", "text"):
-        features, logits, codes = _forward_all(nets[side], data.inputs[side])
+        inputs = (nets["backbone"].features_of(data.images)
+                  if side == "image" and data.images is not None else data.inputs[side])
+        features, logits, codes = _forward_all(nets[side], inputs)
         buffers[f"{side}_F"], buffers[f"{side}_H"] = features, codes
         buffers[f"{side}_logits"] = logits
     if config.method == "dcmh":
@@ -312,7 +377,7 @@ def _ours_step(config: HashingConfig, nets: nn.ModuleDict, optimizers: dict, buf
     scale = 1.0 / (len(ind) * data.n)
     log: dict[str, float] = defaultdict(float)
     for side, other in SIDES:
-        out = nets[side](data.inputs[side][ind])
+        out = nets[side](_inputs(nets, data, side, ind))
         step_terms = _ours_terms(nets, out, buffers, other, s, w, labels, terms)
         loss = L.total_hashing_loss(step_terms, weights) * scale
         _step(optimizers["main"], loss)
@@ -331,7 +396,7 @@ def _dcmh_step(config: HashingConfig, nets: nn.ModuleDict, optimizers: dict, buf
     scale = 1.0 / (len(ind) * data.n)
     log: dict[str, float] = defaultdict(float)
     for side, other in SIDES:
-        out = nets[side](data.inputs[side][ind])
+        out = nets[side](_inputs(nets, data, side, ind))
         stored = buffers[f"{side}_logits"]
         rest = stored.sum(dim=0) - stored[ind].sum(dim=0)
         step_terms = L.dcmh_loss(out.logits, buffers[f"{other}_logits"], s, buffers["B"][ind],
@@ -363,7 +428,7 @@ def _ssah_step(config: HashingConfig, nets: nn.ModuleDict, optimizers: dict, buf
     log: dict[str, float] = defaultdict(float)
     log["label_net"] = _ssah_label_step(nets, optimizers, buffers, data, ind, s, scale)
     for side, _ in SIDES:
-        out = nets[side](data.inputs[side][ind])
+        out = nets[side](_inputs(nets, data, side, ind))
         probabilities = torch.sigmoid(nets[f"{side}_labels"](torch.relu(out.features)))
         terms = L.ssah_terms(out.features, out.codes, probabilities, labels,
                              buffers["label_F"], buffers["label_H"], s)
@@ -416,19 +481,41 @@ def _cuda_indices(device: str) -> list[int]:
     return [torch.cuda.current_device() if index is None else index]
 
 
+def _pooled_backbone(config: HashingConfig, backbone: nn.Module | None
+                     ) -> PooledBackbone | None:
+    """The trainable copy of ``backbone`` when fine-tuning (None with a frozen backbone)."""
+    if not config.finetune:
+        if backbone is not None:
+            raise ValueError("train_hashing: backbone is used only with backbone_lr > 0 "
+                             "(fine-tuning); with a frozen backbone pass its features "
+                             "(irbook.crossmodal.features.image_features) as image_features")
+        return None
+    if backbone is None:
+        raise ValueError(f"train_hashing: backbone_lr = {config.backbone_lr:g} > 0 fine-tunes "
+                         f"the image backbone: pass backbone= (an nn.Module) and uint8 images "
+                         f"as image_features")
+    return PooledBackbone(backbone, config.image_size, config.image_grid).to(config.device)
+
+
 def train_hashing(config: HashingConfig, image_features: Any, tags: Any, labels: Any,
-                  progress: bool = True) -> HashingModel:
+                  progress: bool = True, *, backbone: nn.Module | None = None) -> HashingModel:
     """Train ``config.method`` on the training pairs (rows of the three arrays: image
-    features (N, D), tag bag-of-words (N, V), multi-hot labels (N, c)). Seeded: the torch
-    generator (initialisation, dropout; forked, so the caller's state is left alone) and the
-    batch order both derive from ``config.seed``."""
+    features (N, D) — or, when ``config.backbone_lr > 0``, uint8 images (N, H, W, 3) and
+    ``backbone`` the network to fine-tune (a copy is trained and kept as ``nets["backbone"]``;
+    ``backbone`` itself is left unchanged) —, tag bag-of-words (N, V), multi-hot labels
+    (N, c)). Seeded: the torch generator (initialisation, dropout; forked, so the caller's
+    state is left alone) and the batch order both derive from ``config.seed``."""
     if not isinstance(config, HashingConfig):
         raise ValueError(f"config must be a HashingConfig, got {type(config).__name__}")
+    pooled = _pooled_backbone(config, backbone)
     data = _data(config, image_features, tags, labels)
+    in_dim = data.inputs["image"].shape[1] if pooled is None else pooled.out_dim(data.images)
     with torch.random.fork_rng(devices=_cuda_indices(config.device)):
         torch.manual_seed(int(config.seed))
-        nets = build_networks(config, data.inputs["image"].shape[1],
-                              data.inputs["text"].shape[1], data.labels.shape[1])
+        nets = build_networks(config, in_dim, data.inputs["text"].shape[1],
+                              data.labels.shape[1])
+        if pooled is not None:
+            nets["backbone"] = pooled
         optimizers = _optimizers(config, nets)
         buffers = _init_buffers(config, nets, data)
         rng, history = np.random.default_rng(int(config.seed)), []
@@ -444,8 +531,13 @@ def train_hashing(config: HashingConfig, image_features: Any, tags: Any, labels:
 
 def evaluate_hashing(model: HashingModel, data: Any, image_features: Any) -> HashingResult:
     """Both directions with ``data.query`` as queries and ``data.retrieval`` as the database;
-    ``image_features`` has one row per pair of ``data`` (all ``N``)."""
-    features = np.asarray(image_features, dtype=np.float32)
+    ``image_features`` has one row per pair of ``data`` (all ``N``): features, or the uint8
+    images (e.g. ``data.images``) when the model's backbone was fine-tuned."""
+    if model.finetuned:
+        features = check_images(image_features, "image_features",
+                                " for a model whose backbone was fine-tuned")
+    else:
+        features = np.asarray(image_features, dtype=np.float32)
     if len(features) != len(data.tags):
         raise ValueError(f"image_features must have one row per pair ({len(data.tags)}), got "
                          f"{len(features)}")

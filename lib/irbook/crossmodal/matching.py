@@ -19,6 +19,14 @@ unified discriminator: the thesis does not say what trains it) and, through a gr
 layer, maximise the L_c of a modality classifier that itself minimises L_c in every generator
 step. Baselines: "vsepp" = max-violation triplet (margin 0.2, summed; captions of the same
 image in a batch are not negatives); "cmpm_cmpc" = CMPM + CMPC; they ignore ``components``.
+
+End-to-end fine-tuning (Section 4.5.1 fine-tunes the backbone with lr 2e-5): with
+``backbone_lr > 0`` the image argument holds uint8 images and ``train_matching`` gets the
+backbone; every batch's images pass through a copy of it (:class:`~.features.PooledBackbone`:
+resized to ``image_size``, pooled over an ``image_grid`` grid, BatchNorm in eval mode) before
+the image projection, and the copy learns with its own Adam parameter group (lr =
+``backbone_lr``, the heads at ``lr``). With ``backbone_lr = 0`` (the default) nothing of this
+runs: cached features in, the frozen-feature results unchanged.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ from ..models.matching import (
 )
 from ..progress import progress_bar
 from ..train.loop import seed_everything
+from .features import IMAGE_BATCH, PooledBackbone, check_images, to_input_tensor
 
 __all__ = ["COMPONENTS", "DISCRIMINATORS", "METHODS", "MatchingConfig", "MatchingModel",
            "MatchingResult", "evaluate_matching", "train_matching"]
@@ -110,6 +119,9 @@ class MatchingConfig:
     lr: float = 2e-4
     seed: int = 0
     device: str = "cpu"
+    backbone_lr: float = 0.0              # > 0: fine-tune the image backbone (thesis: 2e-5)
+    image_size: int | None = None         # fine-tuning: side (px) of the backbone's input
+    image_grid: int = 1                   # fine-tuning: pooling grid (1 = global average)
 
     def __post_init__(self) -> None:
         _require(self.method in METHODS,
@@ -137,6 +149,22 @@ class MatchingConfig:
                  f"MatchingConfig.dropout must lie in [0, 1); got {self.dropout!r}")
         _require(self.device == "cpu" or self.device.startswith("cuda"),
                  f"MatchingConfig.device must be 'cpu', 'cuda' or 'cuda:N'; got {self.device!r}")
+        self._check_finetuning()
+
+    def _check_finetuning(self) -> None:
+        _require(isinstance(self.backbone_lr, int | float) and not isinstance(self.backbone_lr,
+                                                                             bool)
+                 and math.isfinite(self.backbone_lr) and self.backbone_lr >= 0,
+                 f"MatchingConfig.backbone_lr must be a finite number >= 0 (0 = frozen "
+                 f"backbone); got {self.backbone_lr!r}")
+        if self.image_size is not None:
+            _positive_int("image_size", self.image_size)
+        _positive_int("image_grid", self.image_grid)
+
+    @property
+    def finetune(self) -> bool:
+        """Whether the image backbone is trained (``backbone_lr > 0``)."""
+        return self.backbone_lr > 0
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -161,10 +189,11 @@ class MatchingConfig:
 
 
 class MatchingNetwork(nn.Module):
-    """Encoders, label classifier and adversary of one configuration."""
+    """Encoders, label classifier and adversary of one configuration; ``backbone`` (fine-tuning
+    only) turns normalised images into the image projection's input."""
 
     def __init__(self, config: MatchingConfig, image_dim: int, vocab_size: int,
-                 n_classes: int) -> None:
+                 n_classes: int, backbone: PooledBackbone | None = None) -> None:
         super().__init__()
         self.image = ImageProjection(image_dim, config.embed_dim)
         self.text = TextEncoder(vocab_size, config.word_dim, config.text_hidden,
@@ -176,6 +205,12 @@ class MatchingNetwork(nn.Module):
             self.adversary = (SeparateAdversary(config.embed_dim)
                               if config.discriminator == "separate"
                               else ModalityDiscriminator(config.embed_dim))
+        self.backbone = backbone
+
+    def encode_image(self, inputs: Tensor) -> Tensor:
+        """Shared-space image features of the projection's input: cached backbone features,
+        or normalised images when the backbone is fine-tuned."""
+        return self.image(inputs if self.backbone is None else self.backbone(inputs))
 
     def discriminator(self) -> nn.Module | None:
         """The module updated in the discriminator step (None without ``"adv"``)."""
@@ -184,9 +219,10 @@ class MatchingNetwork(nn.Module):
         return self.adversary
 
     def generator_parameters(self) -> list[nn.Parameter]:
-        """Everything but the discriminator: encoders, classifier, GRL modality classifier."""
-        frozen = self.discriminator()
-        skip = {id(p) for p in frozen.parameters()} if frozen is not None else set()
+        """Everything but the discriminator and the backbone (its own parameter group): encoders,
+        classifier, GRL modality classifier."""
+        skip = {id(p) for module in (self.discriminator(), self.backbone) if module is not None
+                for p in module.parameters()}
         return [p for p in self.parameters() if id(p) not in skip]
 
 
@@ -225,12 +261,13 @@ def generator_losses(config: MatchingConfig, net: MatchingNetwork, z_image: Tens
 
 @dataclass
 class _TrainingData:
-    features: Tensor        # (n_images, D) float32
+    features: Tensor | None  # (n_images, D) float32; None when fine-tuning
     tokens: Tensor          # (n_captions, L) int64
     lengths: Tensor         # (n_captions,) int64
     caption_image: Tensor   # (n_captions,) int64
     labels: Tensor          # (n_images,) int64, remapped to 0..n_classes-1
     n_classes: int
+    images: np.ndarray | None = None  # (n_images, H, W, 3) uint8 when fine-tuning
 
 
 def _as_long(values: object, name: str) -> Tensor:
@@ -239,26 +276,35 @@ def _as_long(values: object, name: str) -> Tensor:
     return tensor.to(torch.int64).cpu()
 
 
-def _prepare(image_features, tokens, lengths, caption_image, labels) -> _TrainingData:
-    features = torch.as_tensor(np.asarray(image_features, dtype=np.float32))
-    _require(features.dim() == 2, f"image_features must be (n_images, D); got shape "
-             f"{tuple(features.shape)}")
+def _prepare(image_features, tokens, lengths, caption_image, labels, finetune: bool = False
+             ) -> _TrainingData:
+    features, images = None, None
+    if finetune:
+        images = check_images(image_features, "image_features",
+                              " when MatchingConfig.backbone_lr > 0 (fine-tuning)")
+        n_images = len(images)
+    else:
+        features = torch.as_tensor(np.asarray(image_features, dtype=np.float32))
+        _require(features.dim() == 2, f"image_features must be (n_images, D); got shape "
+                 f"{tuple(features.shape)}")
+        n_images = len(features)
     tokens_t, lengths_t = _as_long(tokens, "tokens"), _as_long(lengths, "lengths")
     caption_t, labels_np = _as_long(caption_image, "caption_image"), np.asarray(labels)
     _require(tokens_t.dim() == 2 and lengths_t.shape == tokens_t.shape[:1]
              and caption_t.shape == lengths_t.shape,
              f"tokens (M, L), lengths (M,) and caption_image (M,) must agree; got "
              f"{tuple(tokens_t.shape)}, {tuple(lengths_t.shape)}, {tuple(caption_t.shape)}")
-    _require(labels_np.shape == (len(features),), f"labels must be (n_images,) = "
-             f"({len(features)},); got shape {labels_np.shape}")
+    _require(labels_np.shape == (n_images,), f"labels must be (n_images,) = "
+             f"({n_images},); got shape {labels_np.shape}")
     _require(len(caption_t) > 0 and int(caption_t.min()) >= 0
-             and int(caption_t.max()) < len(features),
-             f"caption_image must hold image indices in [0, {len(features)})")
+             and int(caption_t.max()) < n_images,
+             f"caption_image must hold image indices in [0, {n_images})")
     _require(int(lengths_t.min()) >= 1 and int(lengths_t.max()) <= tokens_t.shape[1],
              f"lengths must lie in [1, {tokens_t.shape[1]}]")
     classes, remapped = np.unique(labels_np, return_inverse=True)
     return _TrainingData(features, tokens_t, lengths_t, caption_t,
-                         torch.as_tensor(remapped.reshape(-1), dtype=torch.int64), len(classes))
+                         torch.as_tensor(remapped.reshape(-1), dtype=torch.int64), len(classes),
+                         images)
 
 
 def _set_requires_grad(module: nn.Module | None, flag: bool) -> None:
@@ -272,9 +318,12 @@ class _Trainer:
 
     def __init__(self, config: MatchingConfig, net: MatchingNetwork) -> None:
         self.config, self.net = config, net
+        groups: list = net.generator_parameters()
+        if net.backbone is not None:  # the fine-tuned backbone learns at its own rate
+            groups = [{"params": groups}, {"params": list(net.backbone.parameters()),
+                                           "lr": config.backbone_lr}]
         # fused Adam: the same update as the loop implementation, in one kernel per tensor list
-        self.generator_opt = torch.optim.Adam(net.generator_parameters(), lr=config.lr,
-                                              fused=True)
+        self.generator_opt = torch.optim.Adam(groups, lr=config.lr, fused=True)
         discriminator = net.discriminator()
         self.discriminator_opt = (torch.optim.Adam(discriminator.parameters(), lr=config.lr,
                                                    fused=True)
@@ -284,7 +333,7 @@ class _Trainer:
     def generator_step(self, batch: tuple[Tensor, ...]) -> tuple[dict[str, float], Tensor,
                                                                   Tensor]:
         features, tokens, lengths, labels = batch
-        z_image, z_text = self.net.image(features), self.net.text(tokens, lengths)
+        z_image, z_text = self.net.encode_image(features), self.net.text(tokens, lengths)
         discriminator = self.net.discriminator()
         _set_requires_grad(discriminator, False)  # θ_D fixed: no gradient, no update
         try:
@@ -324,8 +373,10 @@ def _epoch(trainer: _Trainer, data: _TrainingData, generator: torch.Generator,
         if len(index) < 2:
             continue
         images = data.caption_image[index]
-        batch = tuple(t.to(device) for t in (data.features[images], data.tokens[index],
-                                             data.lengths[index], data.labels[images]))
+        inputs = (data.features[images] if data.images is None
+                  else trainer.net.backbone.inputs(data.images[images.numpy()]))
+        batch = tuple(t.to(device) for t in (inputs, data.tokens[index], data.lengths[index],
+                                             data.labels[images]))
         values, z_image, z_text = trainer.generator_step(batch)
         discriminator_loss = trainer.discriminator_step(z_image, z_text)
         if discriminator_loss is not None:
@@ -335,23 +386,42 @@ def _epoch(trainer: _Trainer, data: _TrainingData, generator: torch.Generator,
     return {name: float(np.mean(v)) for name, v in sums.items()}
 
 
+def _pooled_backbone(config: MatchingConfig, backbone: nn.Module | None, device: torch.device
+                     ) -> PooledBackbone | None:
+    """The trainable copy of ``backbone`` when fine-tuning (None with a frozen backbone)."""
+    if not config.finetune:
+        _require(backbone is None, "train_matching: backbone is used only with "
+                 "MatchingConfig.backbone_lr > 0 (fine-tuning); with a frozen backbone pass its "
+                 "features (irbook.crossmodal.features.image_features) as image_features")
+        return None
+    _require(backbone is not None, f"train_matching: MatchingConfig.backbone_lr = "
+             f"{config.backbone_lr:g} > 0 fine-tunes the image backbone: pass backbone= "
+             f"(an nn.Module) and uint8 images as image_features")
+    return PooledBackbone(backbone, config.image_size, config.image_grid).to(device)
+
+
 def train_matching(config: MatchingConfig, image_features: np.ndarray, tokens, lengths,
-                   caption_image, labels, vocab_size: int, progress: bool = True
-                   ) -> MatchingModel:
+                   caption_image, labels, vocab_size: int, progress: bool = True, *,
+                   backbone: nn.Module | None = None) -> MatchingModel:
     """Train ``config.method`` on the training pairs; see the module docstring.
 
-    ``image_features`` (n_images, D) float, ``tokens`` (n_captions, L) int padded with 0,
-    ``lengths`` (n_captions,), ``caption_image`` (n_captions,) image index per caption,
-    ``labels`` (n_images,) instance labels (any integers; remapped to classes 0..C-1).
+    ``image_features`` (n_images, D) float — or, when ``config.backbone_lr > 0``, the uint8
+    images (n_images, H, W, 3) and ``backbone`` the network to fine-tune (a copy of it is
+    trained and kept in the returned model; ``backbone`` itself is left unchanged);
+    ``tokens`` (n_captions, L) int padded with 0, ``lengths`` (n_captions,), ``caption_image``
+    (n_captions,) image index per caption, ``labels`` (n_images,) instance labels (any
+    integers; remapped to classes 0..C-1).
     """
     _require(isinstance(vocab_size, int | np.integer) and vocab_size >= 2,
              f"vocab_size must be an integer >= 2; got {vocab_size!r}")
-    data = _prepare(image_features, tokens, lengths, caption_image, labels)
+    device = torch.device(config.device)
+    pooled = _pooled_backbone(config, backbone, device)
+    data = _prepare(image_features, tokens, lengths, caption_image, labels, config.finetune)
     _require(int(data.tokens.max()) < vocab_size,
              f"tokens hold index {int(data.tokens.max())} >= vocab_size = {vocab_size}")
+    image_dim = data.features.shape[1] if pooled is None else pooled.out_dim(data.images)
     seed_everything(config.seed)
-    device = torch.device(config.device)
-    net = MatchingNetwork(config, data.features.shape[1], int(vocab_size), data.n_classes)
+    net = MatchingNetwork(config, image_dim, int(vocab_size), data.n_classes, pooled)
     net.to(device)
     trainer = _Trainer(config, net)
     generator = torch.Generator().manual_seed(config.seed)
@@ -389,21 +459,52 @@ class MatchingModel:
     def text_encoder(self) -> nn.Module:
         return self.network.text
 
+    @property
+    def finetuned(self) -> bool:
+        """Whether the image backbone was trained with the heads (inputs are then images)."""
+        return self.network.backbone is not None
+
     @torch.no_grad()
     def image_embeddings(self, image_features: np.ndarray, *, noise_sigma: float = 0.0,
                          noise_seed: int = 0) -> np.ndarray:
-        """(n, embed_dim) L2-normalised image embeddings. ``noise_sigma > 0`` adds Gaussian
-        noise N(mean of all input values, σ²) to every input value first (Table 4.7)."""
-        features = torch.as_tensor(np.asarray(image_features, dtype=np.float32))
-        if noise_sigma > 0:
-            noise = _gaussian(features.shape, float(features.mean()), noise_sigma,
-                              torch.Generator().manual_seed(noise_seed))
-            features = features + noise
+        """(n, embed_dim) L2-normalised image embeddings of cached features (n, D), or of uint8
+        images (n, H, W, 3) through the fine-tuned backbone when :attr:`finetuned`.
+        ``noise_sigma > 0`` adds Gaussian noise N(mean of all input values, σ²) to every input
+        value first (Table 4.7; the input is the normalised image when fine-tuned)."""
         self.network.eval()
+        if self.finetuned:
+            features = self._backbone_features(image_features, noise_sigma, noise_seed)
+        else:
+            features = torch.as_tensor(np.asarray(image_features, dtype=np.float32))
+            if noise_sigma > 0:
+                noise = _gaussian(features.shape, float(features.mean()), noise_sigma,
+                                  torch.Generator().manual_seed(noise_seed))
+                features = features + noise
         device = next(self.network.parameters()).device
         out = [F.normalize(self.network.image(chunk.to(device)), dim=1).cpu()
                for chunk in features.split(INFERENCE_BATCH)]
         return torch.cat(out).numpy()
+
+    def _backbone_features(self, images: np.ndarray, noise_sigma: float, noise_seed: int
+                           ) -> Tensor:
+        """Pooled features of the fine-tuned backbone (eval mode, no gradient); with noise, the
+        mean is that of all normalised input values of ``images`` (a first pass)."""
+        backbone = self.network.backbone
+        images = check_images(images, "image_features", " for a model whose backbone was "
+                              "fine-tuned (backbone_lr > 0)")
+        if noise_sigma <= 0:
+            return backbone.features_of(images)
+        chunks = [images[s:s + IMAGE_BATCH] for s in range(0, len(images), IMAGE_BATCH)]
+        sums = [(float(x.double().sum()), x.numel())
+                for x in (to_input_tensor(chunk, backbone.size) for chunk in chunks)]
+        mean = sum(total for total, _ in sums) / sum(count for _, count in sums)
+        generator = torch.Generator().manual_seed(noise_seed)
+        out = []
+        for chunk in chunks:
+            x = to_input_tensor(chunk, backbone.size)
+            x = x + _gaussian(x.shape, mean, noise_sigma, generator)
+            out.append(backbone(x.to(backbone.device)))
+        return torch.cat(out)
 
     @torch.no_grad()
     def text_embeddings(self, tokens, lengths, *, noise_sigma: float = 0.0,
@@ -485,11 +586,14 @@ def evaluate_matching(model: MatchingModel, image_features: np.ndarray, tokens, 
     COCO 1K) are scored one by one and averaged. ``labels`` (n_images,) are the instance labels
     of the label AP / PR curves.
 
+    ``image_features`` are cached features, or uint8 images when the model's backbone was
+    fine-tuned (:attr:`MatchingModel.finetuned`).
+
     Stability test (Table 4.7): ``noise_sigma > 0`` adds Gaussian noise with standard deviation
-    σ to the image-branch input (here the cached backbone features, the images themselves are
-    not an input) and to the word embeddings; its mean is the mean of that input. The thesis
-    takes the means from each training epoch's inputs; the book takes them from the evaluated
-    inputs themselves (:meth:`MatchingModel.image_embeddings`,
+    σ to the image-branch input (the cached backbone features; the normalised images when the
+    backbone was fine-tuned) and to the word embeddings; its mean is the mean of that input.
+    The thesis takes the means from each training epoch's inputs; the book takes them from the
+    evaluated inputs themselves (:meth:`MatchingModel.image_embeddings`,
     :meth:`MatchingModel.text_embeddings`); ``noise_seed`` fixes the draws."""
     _require(math.isfinite(noise_sigma) and noise_sigma >= 0,
              f"noise_sigma must be a finite number >= 0; got {noise_sigma}")
