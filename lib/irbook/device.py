@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from contextlib import contextmanager
 
 from .params import ParameterError
 
@@ -55,3 +56,23 @@ def environment() -> dict[str, str]:
     except ImportError:
         env["faiss"] = "not installed"
     return env
+
+
+@contextmanager
+def cpu_threads(count: int):
+    """Run the block with ``count`` intra-op CPU threads, then restore the previous number.
+
+    Small recurrent networks (chapter 4's Bi-LSTM on batches of 32) gain nothing from a second
+    thread and lose several-fold when another process holds a core, as OpenMP threads then wait
+    for each other; their trainers run single-threaded.
+    """
+    import torch
+
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be an integer >= 1; got {count!r}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

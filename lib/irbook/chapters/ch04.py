@@ -175,23 +175,27 @@ def result_of(run: Session, seed: int, dataset: str, label: str, noise_sigma: fl
               **overrides: Any):
     """Train (memoised) and evaluate one configuration; per-query R@K hits and AP go to the
     seed's evidence under ``<dataset>/<label>/<direction>/<metric>``."""
+    import torch
+
     from ..crossmodal.matching import evaluate_matching, train_matching
+    from ..device import cpu_threads
 
     d = run.state["data"][dataset]
     model_key = (seed, dataset, label)
     if model_key not in run.state["results"]:
         train, config = d["train"], config_of(run, seed, **overrides)
-        model = train_matching(config, image_input(config, train), train["tokens"],
-                               train["lengths"], train["part"].caption_image,
-                               train["part"].labels, len(d["vocab"]), progress=False,
-                               backbone=run.state["backbone"] if config.finetune else None)
+        threads = 1 if run.device == "cpu" else torch.get_num_threads()
+        with cpu_threads(threads):  # see irbook.device.cpu_threads
+            model = train_matching(config, image_input(config, train), train["tokens"],
+                                   train["lengths"], train["part"].caption_image,
+                                   train["part"].labels, len(d["vocab"]), progress=False,
+                                   backbone=run.state["backbone"] if config.finetune else None)
         run.state["results"][model_key] = {"model": model}
     memo = run.state["results"][model_key]
     if noise_sigma not in memo:
         test = d["test"]
         result = evaluate_matching(memo["model"], image_input(memo["model"].config, test),
-                                   test["tokens"],
-                                   test["lengths"], test["part"].caption_image,
+                                   test["tokens"], test["lengths"], test["part"].caption_image,
                                    test["part"].labels, folds=d["folds"],
                                    noise_sigma=noise_sigma, noise_seed=seed)
         _add_evidence(run.state["evidence"][seed], dataset, label, noise_sigma, result)
