@@ -18,7 +18,7 @@ def test_index_and_every_page_are_written(html):
     assert (html / "index.html").exists()
     for page in ("book/preface", "book/ch01_introduction", "book/datasets", "book/how_to_run",
                  "notebooks/ch02_deep_image_retrieval", "notebooks/ch05_incremental_fgir",
-                 "notebooks/ch06_correlation_distillation"):
+                 "notebooks/ch06_correlation_distillation", "notebooks/ch07_lifelong_dkd"):
         assert (html / f"{page}.html").exists(), page
 
 

@@ -27,7 +27,9 @@ from irbook.incremental.lifelong_methods import (
     METHODS,
     TABLE_ROWS,
     LifelongMethod,
+    add_probe,
     distillation_term,
+    fit_probe,
     lifelong_loss,
     method_label,
     mixed_batches,
@@ -456,7 +458,7 @@ def test_same_seed_same_numbers_without_a_checkpoint_dir():
 
 def test_run_validation():
     with pytest.raises(ValueError, match="method must be one of"):
-        run_lifelong(TASKS, "lwf", _config())
+        run_lifelong(TASKS, "ewc", _config())
     with pytest.raises(ValueError, match="task names must be distinct"):
         run_lifelong([TASKS[0], TASKS[0]], "ft", _config())
     bad = Task("c", [], LabelledSet(TASKS[0].seen_train.items, TASKS[0].seen_train.labels + 1),
@@ -505,3 +507,75 @@ def test_noise_is_fixed_per_image_and_scaled_by_sigma():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert torch.equal(small[2][0], lifelong_module._Noisy(base, 0.1, 7)[2][0])
+
+
+# --------------------------------------------------------------------------- pair loss and LwF
+
+
+def test_the_pair_loss_replaces_the_triplet_loss_of_both_networks():
+    student, teacher, otf = _nets()
+    images, labels = _batch()
+    config, real = _config(metric_loss="pair", margin=0.1), labels < 3
+    _, parts = lifelong_loss(student, images, labels, METHODS["dkd_kl"], config, 3, teacher, otf)
+    assert parts["L_s"] == pytest.approx(
+        losses.reference_pair_loss(student(images), labels, 0.1).item(), rel=1e-5)
+    assert parts["L_te2"] == pytest.approx(
+        losses.reference_pair_loss(otf(images[real]), labels[real], 0.1).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="metric_loss must be one of"):
+        _config(metric_loss="contrastive")
+
+
+def test_fit_probe_separates_separable_features_deterministically():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 10)
+    features = np.eye(3)[labels] * 4 + rng.normal(0, 0.3, size=(30, 3))
+    weight, bias = fit_probe(features, labels, 3)
+    predicted = (torch.as_tensor(features, dtype=torch.float32) @ weight.T + bias).argmax(1)
+    assert torch.equal(predicted, torch.as_tensor(labels))
+    again = fit_probe(features, labels, 3)
+    assert torch.equal(weight, again[0]) and torch.equal(bias, again[1])
+    with pytest.raises(ValueError, match="labels must lie in 0..1"):
+        fit_probe(features, labels, 2)
+
+
+def test_the_lwf_term_is_the_soft_cross_entropy_of_the_old_logits():
+    student, teacher, _ = _nets()
+    for net in (student, teacher):
+        net.grow_classes(3, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        teacher.classifier.weight.mul_(3.0)
+    images, labels = _batch()
+    _, parts = lifelong_loss(student, images, labels, METHODS["lwf"], _config(), 3, teacher)
+    with torch.no_grad():
+        _, s_logits = student.forward_with_logits(images)
+        _, t_logits = teacher.forward_with_logits(images)
+    expected = 0.0
+    for i in range(len(images)):
+        p = torch.softmax(t_logits[i] / 2.0, 0)
+        log_q = torch.log_softmax(s_logits[i] / 2.0, 0)
+        expected -= float(sum(p[k] * log_q[k] for k in range(3))) / len(images)
+    assert parts["L_lwf"] == pytest.approx(expected, rel=1e-5)
+    assert METHODS["lwf"].terms == ("L_s", "L_lwf") and method_label("lwf") == "LwF"
+    with pytest.raises(ValueError, match="needs a teacher with a classifier"):
+        lifelong_loss(student, images, labels, METHODS["lwf"], _config(), 3, _nets()[1])
+    with pytest.raises(ValueError, match="takes no lwf"):
+        LifelongMethod(joint=True, lwf=True)
+
+
+def test_an_lwf_run_gains_the_first_tasks_classifier_and_feeds_noise_sensitivity(tmp_path):
+    result = _two_task_run(tmp_path, "lwf")
+    n_first = len(TASKS[0].class_names) - TASKS[0].unseen.classes.size
+    assert result.model.num_classes == n_first
+    assert "L_lwf" in result.histories[1][0]
+    # the probe is fitted on the model after task 0: it classifies task 0's training images
+    first = run_lifelong(TASKS[:1], "ft", _config(tmp_path)).model
+    add_probe(first, TASKS[0].seen_train, 16, "cpu")
+    assert first.num_classes == n_first
+    again = _two_task_run(tmp_path, "lwf")
+    assert again.cached == [True, True]
+    for key, value in result.model_state.items():
+        assert torch.equal(value, again.model_state[key]), key
+    table = noise_sensitivity(result.model, TASKS[0].seen_test, [0.5], image_size=16,
+                              classifier=range(n_first))
+    assert set(table.metric) == {"R@1", "top-1"}
+    assert METHODS["lwf"].key()["lwf"] is True and "lwf" not in METHODS["ft"].key()

@@ -77,7 +77,7 @@ def test_an_unknown_chapter_names_the_missing_file(protocols):
         protocol.load_thesis_protocol("ch99")
 
 
-@pytest.mark.parametrize("chapter", ["ch02", "ch05", "ch06"])
+@pytest.mark.parametrize("chapter", ["ch02", "ch03", "ch04", "ch05", "ch06", "ch07"])
 def test_the_thesis_files_have_unique_non_empty_items(chapter):
     thesis = protocol.load_thesis_protocol(chapter)
     assert list(thesis.columns) == ["item", "thesis", "source"]

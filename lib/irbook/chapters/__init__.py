@@ -147,9 +147,10 @@ def start(key: str, namespace: Mapping[str, Any]) -> Session:
 
 
 def _registry() -> dict[str, Chapter]:
-    from . import ch02, ch03, ch04, ch05, ch06
+    from . import ch02, ch03, ch04, ch05, ch06, ch07
 
-    return {module.CHAPTER.key: module.CHAPTER for module in (ch02, ch03, ch04, ch05, ch06)}
+    return {module.CHAPTER.key: module.CHAPTER
+            for module in (ch02, ch03, ch04, ch05, ch06, ch07)}
 
 
 CHAPTERS: dict[str, Chapter] = _registry()

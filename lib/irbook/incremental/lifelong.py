@@ -56,7 +56,9 @@ from irbook.incremental.evaluation import (
 )
 from irbook.incremental.lifelong_methods import (
     METHODS,
+    METRIC_LOSSES,
     LifelongMethod,
+    add_probe,
     lifelong_loss,
     mixed_batches,
     n_seen_classes,
@@ -116,7 +118,10 @@ class LifelongConfig:
     images of ``generated_classes`` pseudo-classes are generated per task (Algorithm 2: one
     batch, N = 32); ``inversion`` is an :class:`irbook.train.inversion.InversionConfig` (None:
     its defaults at ``image_size`` and ``seed``). BN layers are trained (``train_bn``). The
-    thesis names no weight decay, so ``weight_decay`` is 0.
+    thesis names no weight decay, so ``weight_decay`` is 0. ``metric_loss`` "pair" replaces the
+    triplet loss of L_s and L_te2 by the author's chapter-6 pair loss (``margin`` then is its
+    margin, 0.1 in that code). ``lambda_lwf`` and ``lwf_temperature`` (T = 2 as in LwF) weigh
+    the LwF method's distillation (Fig. 7.8a-b).
     """
 
     image_size: int = 224
@@ -130,12 +135,15 @@ class LifelongConfig:
     samples_per_class: int = 4
     batches_per_epoch: int | None = None
     margin: float = 0.5
+    metric_loss: str = "triplet"
     triplet_distance: str = "squared_l2"
     lambda_s: float = 1.0
     lambda_kd1: float = 80.0
     lambda_kd2: float = 20.0
     lambda_te2: float = 1.0
     kd_temperature: float = 4.0
+    lambda_lwf: float = 1.0
+    lwf_temperature: float = 2.0
     generated_images: int = 32
     generated_classes: int = 8
     inversion: Any = None
@@ -157,15 +165,19 @@ class LifelongConfig:
         if self.triplet_distance not in DISTANCES:
             raise ValueError(f"triplet_distance must be one of {', '.join(DISTANCES)}; got "
                              f"{self.triplet_distance!r}")
-        for name in ("lambda_s", "lambda_kd1", "lambda_kd2", "lambda_te2"):
+        if self.metric_loss not in METRIC_LOSSES:
+            raise ValueError(f"metric_loss must be one of {', '.join(METRIC_LOSSES)}; got "
+                             f"{self.metric_loss!r}")
+        for name in ("lambda_s", "lambda_kd1", "lambda_kd2", "lambda_te2", "lambda_lwf"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, int | float)
                                                and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-        if not (isinstance(self.kd_temperature, int | float)
-                and math.isfinite(self.kd_temperature) and self.kd_temperature > 0):
-            raise ValueError(f"kd_temperature must be a finite number > 0; got "
-                             f"{self.kd_temperature!r}")
+        for name in ("kd_temperature", "lwf_temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, int | float)
+                                               and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
         for name in ("generated_images", "generated_classes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -368,9 +380,9 @@ class _Session:
 def _first_key(session: _Session) -> dict[str, Any]:
     """Cache key of task 0: its training data and every setting that changes its training."""
     later = ("epochs_incremental", "lambda_s", "lambda_kd1", "lambda_kd2", "lambda_te2",
-             "kd_temperature", "generated_images", "generated_classes", "inversion",
-             "eval_ks", "eval_batch_size", "num_workers", "checkpoint_dir", "progress",
-             "device")
+             "kd_temperature", "lambda_lwf", "lwf_temperature", "generated_images",
+             "generated_classes", "inversion", "eval_ks", "eval_batch_size", "num_workers",
+             "checkpoint_dir", "progress", "device")
     training = {k: v for k, v in dataclasses.asdict(session.config).items() if k not in later}
     training["backbone_weights"] = file_digest(session.config.backbone_weights)
     first = session.tasks[0]
@@ -391,6 +403,8 @@ def _task_key(session: _Session, first: dict[str, Any], method: LifelongMethod,
                "lambda_s", "lambda_kd1", "lambda_kd2", "lambda_te2", "kd_temperature")}}
     if method.bn_images:
         key["generation"] = _generation_spec(session)
+    if method.lwf:
+        key["lwf"] = [config.lambda_lwf, config.lwf_temperature]
     return key
 
 
@@ -518,7 +532,11 @@ def _generated_record(done: dict[str, Any]) -> Any:
 def _train_or_load(session: _Session, model: EmbeddingNet, method: LifelongMethod, t: int,
                    first: dict[str, Any]) -> tuple[EmbeddingNet, EmbeddingNet | None]:
     """Task t: student ← copy of the frozen teacher, optional generation, training (or the
-    finished checkpoint); returns (student, on-the-fly teacher or None)."""
+    finished checkpoint); returns (student, on-the-fly teacher or None). For LwF the model
+    first gains the probe of task t-1's classes (:func:`add_probe`)."""
+    if method.lwf:
+        add_probe(model, session.tasks[t - 1].seen_train, session.config.image_size,
+                  session.device, session.factory, session.config.eval_batch_size)
     teacher = frozen_copy(model)
     student = copy.deepcopy(model).to(session.device)
     otf = on_the_fly_teacher(session.config, t).to(session.device) if method.dual else None

@@ -22,27 +22,33 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import ConcatDataset, Dataset, Sampler
 
 from irbook import losses
 from irbook.data.samplers import ClassBalancedBatchSampler
-from irbook.incremental.evaluation import DatasetFactory, default_dataset_factory
+from irbook.incremental.evaluation import DatasetFactory, default_dataset_factory, embed
 from irbook.incremental.runner import RemappedLabels, build_model
 from irbook.models import EmbeddingNet
 
 if TYPE_CHECKING:
     from irbook.incremental.lifelong import LifelongConfig
 
-__all__ = ["DISTILLATIONS", "METHODS", "TABLE_ROWS", "LifelongMethod", "distillation_term",
-           "lifelong_loss", "method_label", "mixed_batches", "n_seen_classes",
-           "on_the_fly_teacher", "training_set"]
+__all__ = ["DISTILLATIONS", "METHODS", "METRIC_LOSSES", "TABLE_ROWS", "LifelongMethod",
+           "add_probe", "distillation_term", "fit_probe", "lifelong_loss", "method_label",
+           "mixed_batches", "n_seen_classes", "on_the_fly_teacher", "training_set"]
 
 DISTILLATIONS = ("l1", "l2", "mmd", "kl")
 """Distances between teacher and student embeddings: L1 / L2 feature distance, multi-kernel
 MMD (Eq. 5.5) and the KL divergence of softmax-normalised Gram matrices (Eqs. 7.2-7.3)."""
 
 _DISTILL_NAMES = {"l1": "L1 loss", "l2": "L2 loss", "mmd": "L_mmd loss", "kl": "KL-divergence"}
+
+METRIC_LOSSES = ("triplet", "pair")
+"""Ranking losses of L_s and L_te2: the batch-hard triplet loss of Eq. 7.1 (Eq. 7.6-7.7), or
+the hard-mining pair loss of the thesis author's chapter-6 code
+(:func:`irbook.losses.reference_pair_loss`)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,11 @@ class LifelongMethod:
     distilled into the student by L_kd2 (Eq. 7.8) with distance ``dual_distill`` (the DKD rows
     of Tables 7.1-7.3 use the same distance for both distillations). ``student_triplet``: the
     student's own triplet loss L_s (Eq. 7.6; off in ablation Case 4). ``joint``: the reference,
-    trained by L_s on the union of every task so far.
+    trained by L_s on the union of every task so far. ``lwf``: Learning without Forgetting
+    (Li and Hoiem 2016) with a classifier on the embedding, for the classification-vs-retrieval
+    comparison of Fig. 7.8a-b: before each task the classifier gains a linear probe of the
+    previous task's seen classes, fitted on the frozen teacher, and the student's logits of
+    those classes are distilled from the teacher's with temperature T (``L_lwf``, Eq. 5.3).
     """
 
     distill: str | None = None
@@ -65,6 +75,7 @@ class LifelongMethod:
     dual_distill: str = "kl"
     student_triplet: bool = True
     joint: bool = False
+    lwf: bool = False
 
     def __post_init__(self) -> None:
         if self.distill is not None and self.distill not in DISTILLATIONS:
@@ -73,13 +84,15 @@ class LifelongMethod:
         if self.dual_distill not in DISTILLATIONS:
             raise ValueError(f"dual_distill must be one of {', '.join(DISTILLATIONS)}; got "
                              f"{self.dual_distill!r}")
-        for name in ("bn_images", "dual", "student_triplet", "joint"):
+        for name in ("bn_images", "dual", "student_triplet", "joint", "lwf"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
         if self.joint and (self.distill or self.bn_images or self.dual
                            or not self.student_triplet):
             raise ValueError("joint is the reference trained by L_s alone: it takes no distill, "
                              "bn_images or dual, and needs student_triplet=True")
+        if self.joint and self.lwf:
+            raise ValueError("joint is the reference trained by L_s alone: it takes no lwf")
         if not (self.student_triplet or self.distill or self.dual):
             raise ValueError("nothing trains the student: set student_triplet, distill or dual")
 
@@ -87,15 +100,18 @@ class LifelongMethod:
     def terms(self) -> tuple[str, ...]:
         """The thesis's names of the active terms, in the order of Table 7.6."""
         flags = (("L_s", self.student_triplet), ("L_kd1", self.distill is not None),
-                 ("L_g", self.bn_images), ("L_kd2", self.dual), ("L_te2", self.dual))
+                 ("L_g", self.bn_images), ("L_kd2", self.dual), ("L_te2", self.dual),
+                 ("L_lwf", self.lwf))
         return tuple(name for name, on in flags if on)
 
     def key(self) -> dict[str, Any]:
         """What determines the training (``dual_distill`` only when ``dual``): equal keys give
-        the same run, so e.g. ``case1`` and ``kd_kl`` share their checkpoints."""
-        return {"distill": self.distill, "bn_images": self.bn_images, "dual": self.dual,
-                "dual_distill": self.dual_distill if self.dual else None,
-                "student_triplet": self.student_triplet, "joint": self.joint}
+        the same run, so e.g. ``case1`` and ``kd_kl`` share their checkpoints (``lwf`` appears
+        only when set, so the other methods keep their keys)."""
+        key = {"distill": self.distill, "bn_images": self.bn_images, "dual": self.dual,
+               "dual_distill": self.dual_distill if self.dual else None,
+               "student_triplet": self.student_triplet, "joint": self.joint}
+        return {**key, "lwf": True} if self.lwf else key
 
 
 def _registry() -> dict[str, LifelongMethod]:
@@ -113,6 +129,7 @@ def _registry() -> dict[str, LifelongMethod]:
                                       student_triplet=False)
     methods["case5"] = LifelongMethod(distill="kl", dual=True)
     methods["ours"] = methods["dkd_kl"]
+    methods["lwf"] = LifelongMethod(lwf=True)
     return methods
 
 
@@ -121,7 +138,7 @@ METHODS: dict[str, LifelongMethod] = _registry()
 "KD + BN statistics" (Table 7.3's †); ``dkd_*``: "DKD + BN statistics" (Table 7.3's ‡);
 ``case1``-``case5`` and ``ours`` are the ablation of Table 7.6 (``case1`` = ``kd_kl``,
 ``case2`` = ``kdbn_kl``, ``ours`` = ``dkd_kl``, as their equal numbers in Tables 7.1 and 7.6
-show)."""
+show); ``lwf`` is the classifier of Fig. 7.8a-b."""
 
 _MAIN_ROWS = ("ft", *(f"{group}_{kind}" for group in ("kd", "kdbn", "dkd")
                       for kind in ("l1", "mmd", "l2", "kl")), "joint")
@@ -145,6 +162,8 @@ def method_label(name: str, table: str | None = None) -> str:
         return "SFT" if table == "7.3" else "FT"
     if name == "joint":
         return "Joint training"
+    if name == "lwf":
+        return "LwF"
     if group in ("kd", "kdbn", "dkd") and kind in _DISTILL_NAMES:
         distance = _DISTILL_NAMES[kind]
         if table == "7.3":
@@ -191,7 +210,10 @@ def distillation_term(kind: str, student: Tensor, teacher: Tensor,
 
 
 def _triplet(embeddings: Tensor, labels: Tensor, config: Any) -> Tensor:
-    """Batch-hard triplet loss of Eq. 7.1 (``config.triplet_distance``, margin δ)."""
+    """The ranking loss ``config.metric_loss`` with margin ``config.margin``: the batch-hard
+    triplet loss of Eq. 7.1 (``config.triplet_distance``), or the author's pair loss."""
+    if getattr(config, "metric_loss", "triplet") == "pair":
+        return losses.reference_pair_loss(embeddings, labels, margin=config.margin)
     return losses.triplet_hard_loss(embeddings, labels, margin=config.margin,
                                     distance=config.triplet_distance)
 
@@ -205,11 +227,17 @@ def lifelong_loss(student: nn.Module, images: Tensor, labels: Tensor, method: Li
     ``n_real`` on). L_s (Eq. 7.6) and L_kd1 (Eq. 7.3) see the whole (mixed) batch, L_te2 (Eq.
     7.7) the real images only, and L_kd2 (Eq. 7.8) the student's and the on-the-fly teacher's
     embeddings of the real images, the teacher side detached, so that L_kd2 never updates the
-    on-the-fly teacher (Algorithm 2, lines 17-24). ``config`` supplies ``lambda_s``,
-    ``lambda_kd1``, ``lambda_kd2``, ``lambda_te2``, ``margin``, ``triplet_distance`` and
-    ``kd_temperature`` (a :class:`~irbook.incremental.lifelong.LifelongConfig`).
+    on-the-fly teacher (Algorithm 2, lines 17-24). With ``lwf``, L_lwf distils the teacher's
+    logits (its classifier's classes) into the student's first logits on the whole batch.
+    ``config`` supplies ``lambda_s``, ``lambda_kd1``, ``lambda_kd2``, ``lambda_te2``,
+    ``margin``, ``metric_loss``, ``triplet_distance`` and ``kd_temperature`` (and, for LwF,
+    ``lambda_lwf`` and ``lwf_temperature``), as a
+    :class:`~irbook.incremental.lifelong.LifelongConfig` does.
     """
-    embeddings = student(images)
+    if method.lwf:
+        embeddings, logits = student.forward_with_logits(images)
+    else:
+        embeddings, logits = student(images), None
     total, parts = embeddings.new_zeros(()), {}
     if method.student_triplet:
         value = _triplet(embeddings, labels, config)
@@ -231,7 +259,22 @@ def lifelong_loss(student: nn.Module, images: Tensor, labels: Tensor, method: Li
                                 config.kd_temperature)
         total = total + config.lambda_te2 * te2 + config.lambda_kd2 * kd2
         parts["L_te2"], parts["L_kd2"] = te2.item(), kd2.item()
+    if method.lwf:
+        value = _lwf_term(logits, images, teacher, config)
+        total, parts["L_lwf"] = total + config.lambda_lwf * value, value.item()
     return total, parts
+
+
+def _lwf_term(logits: Tensor, images: Tensor, teacher: nn.Module | None, config: Any) -> Tensor:
+    """L_lwf: the teacher's logits (its classifier's classes) distilled into the student's
+    first logits with ``config.lwf_temperature`` (Eq. 5.3)."""
+    if teacher is None:
+        raise ValueError("lwf=True needs the frozen teacher")
+    with torch.no_grad():
+        old = teacher.forward_with_logits(images)[1]
+    if old.shape[1] == 0:
+        raise ValueError("lwf=True needs a teacher with a classifier (see add_probe)")
+    return losses.lwf_distillation(logits, old, config.lwf_temperature)
 
 
 # --------------------------------------------------------------------------- data and teacher
@@ -324,3 +367,54 @@ def on_the_fly_teacher(config: LifelongConfig, task: int) -> EmbeddingNet:
         torch.manual_seed(config.seed * 7919 + 104729 * task)
         model.embedding.reset_parameters()
     return model
+
+
+class _RawEmbedding(nn.Module):
+    """An :class:`EmbeddingNet`'s embedding before the L2 normalisation (what its classifier
+    reads)."""
+
+    def __init__(self, net: EmbeddingNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net.embedding(self.net.pooling(self.net.backbone(images)))
+
+
+def fit_probe(features: np.ndarray, labels: np.ndarray, n_classes: int, steps: int = 300,
+              lr: float = 0.01) -> tuple[Tensor, Tensor]:
+    """A linear softmax classifier (weight (C, D), bias (C,)) fitted to ``features`` (N, D) and
+    ``labels`` in 0..C-1 by full-batch Adam on the cross-entropy, from zeros (deterministic)."""
+    x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    if x.ndim != 2 or len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"features must be (N, D) with N = len(labels) > 0; got "
+                         f"{tuple(x.shape)} and {len(y)} labels")
+    if int(y.min()) < 0 or int(y.max()) >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}; got {int(y.min())}.."
+                         f"{int(y.max())}")
+    weight = torch.zeros(n_classes, x.shape[1], requires_grad=True)
+    bias = torch.zeros(n_classes, requires_grad=True)
+    optimizer = torch.optim.Adam([weight, bias], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(x @ weight.T + bias, y).backward()
+            optimizer.step()
+    return weight.detach(), bias.detach()
+
+
+def add_probe(model: EmbeddingNet, labelled: Any, image_size: int, device: str | torch.device,
+              factory: DatasetFactory = default_dataset_factory, batch_size: int = 64) -> int:
+    """Append to ``model``'s classifier a linear probe of ``labelled``'s classes (labels
+    0..n-1, offset after the existing classes), fitted on the model's frozen un-normalised
+    embeddings of those images (test transforms): LwF's head of a finished task. Returns n."""
+    n = int(np.asarray(labelled.labels).max()) + 1
+    features, labels = embed(_RawEmbedding(model), factory(labelled, image_size, False), device,
+                             batch_size)
+    weight, bias = fit_probe(features, labels, n)
+    model.grow_classes(n)
+    with torch.no_grad():
+        model.classifier.weight[-n:] = weight.to(model.classifier.weight)
+        model.classifier.bias[-n:] = bias.to(model.classifier.bias)
+    return n
