@@ -7,6 +7,7 @@ the local torch hub cache and are never downloaded.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -164,8 +165,8 @@ def make_backbone(name: str, pretrained: bool = False, seed: int | None = None) 
     if name == "smallcnn" and pretrained:
         raise ValueError("smallcnn has no downloadable weights: pre-train it with "
                          "irbook.train.pretrain.pretrain_classifier")
-    if seed is None:
-        return SmallCNN() if name == "smallcnn" else _torchvision_trunk(name, pretrained)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with contextlib.ExitStack() as scope:
+        if seed is not None:
+            scope.enter_context(torch.random.fork_rng(devices=[]))
+            torch.manual_seed(seed)
         return SmallCNN() if name == "smallcnn" else _torchvision_trunk(name, pretrained)
