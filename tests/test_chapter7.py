@@ -385,6 +385,7 @@ def test_the_main_steps_run_end_to_end_on_the_smoke_profile(scratch):
     assert set(noise.metric) == {"R@1", "top-1"}
     assert len(noise) == 2 * (len(ch07.NOISE_RATIOS) + 1)  # and the clean images, σ = 0
     assert (noise[noise.sigma == 0].degradation == 0).all()
+    assert set(run.state["runs"]) == set(ch07.planned_runs(run))  # what workers would train
     frame = ch07.check_claims(run)
     assert set(frame.id) == set(CLAIM_IDS) - set(ch07.ALL_ONLY)
     assert run.report.skipped == {"ch07.dkd_less_degradation": "not run with these parameters"}
@@ -396,3 +397,22 @@ def test_the_main_steps_run_end_to_end_on_the_smoke_profile(scratch):
     assert again.state["runs"][key].cached == [True, True]
     pd.testing.assert_frame_equal(again.state["runs"][key].accuracy,
                                   run.state["runs"][key].accuracy)
+
+
+def test_two_workers_train_the_runs_with_the_numbers_of_one_process(scratch, monkeypatch):
+    namespace = {"profile": "smoke", "rows": "kl", "experiments": "two_task"}
+    parallel = ch07.setup({**namespace, "workers": 2})
+    ch07.two_task(parallel)
+    assert parallel.state["prefetched"]
+    for key in [(0, "cub-dogs", "dkd_kl"), (0, "cub-cars", "kdbn_kl")]:
+        assert parallel.state["runs"][key].cached == [True, True]  # trained by a worker
+    monkeypatch.setenv("IRBOOK_CACHE", str(scratch / "another-cache"))
+    single = ch07.setup(namespace)
+    ch07.two_task(single)
+    assert "prefetched" not in single.state
+    for key, result in single.state["runs"].items():
+        assert not result.cached[-1]  # trained in this process
+        other = parallel.state["runs"][key].per_query
+        assert sorted(other) == sorted(result.per_query)
+        for name, values in result.per_query.items():
+            np.testing.assert_array_equal(other[name]["R@1"], values["R@1"])

@@ -579,3 +579,17 @@ def test_an_lwf_run_gains_the_first_tasks_classifier_and_feeds_noise_sensitivity
                               classifier=range(n_first))
     assert set(table.metric) == {"R@1", "top-1"}
     assert METHODS["lwf"].key()["lwf"] is True and "lwf" not in METHODS["ft"].key()
+
+
+def test_jobs_leave_their_results_in_the_cache_for_the_next_run(tmp_path, monkeypatch):
+    from irbook.incremental.lifelong import LifelongJob, run_lifelong_jobs
+
+    config = _config(tmp_path, progress=True)
+    seconds = run_lifelong_jobs([LifelongJob(tuple(TASKS), "ft", config),
+                                 LifelongJob(tuple(TASKS), "kd_l2", config)])
+    assert len(seconds) == 2 and all(len(s) == 2 for s in seconds)
+    monkeypatch.setattr(lifelong_module, "fit", lambda *a, **k: pytest.fail("trained again"))
+    for method in ("ft", "kd_l2"):
+        assert run_lifelong(TASKS, method, config).cached == [True, True]
+    with pytest.raises(ValueError, match="needs a checkpoint_dir"):
+        run_lifelong_jobs([LifelongJob(tuple(TASKS), "ft", _config(None))])

@@ -76,3 +76,17 @@ def cpu_threads(count: int):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextmanager
+def single_cpu_thread(device: str = "cpu"):
+    """On the CPU, run the block with one thread for torch and for the OpenMP/BLAS libraries
+    (:func:`cpu_threads`; small networks gain nothing from a second thread and lose several-fold
+    when another process holds a core); on a GPU, change nothing."""
+    from threadpoolctl import threadpool_limits
+
+    if str(device) != "cpu":
+        yield
+        return
+    with cpu_threads(1), threadpool_limits(1):
+        yield

@@ -23,6 +23,7 @@ from .. import protocol
 from ..claims import Comparison, Evidence, evaluate_claim
 from ..constants import BACKBONE_NAMES
 from ..data.finegrained import FOLDERS, HOW_TO_GET, LabelledSet
+from ..device import single_cpu_thread
 from ..data.lifelong import SEQUENCES, THESIS_SPLITS, LifelongTask, lifelong_task
 from ..incremental import experiments as ex
 from ..incremental.lifelong import LifelongConfig, LifelongResult
@@ -103,6 +104,9 @@ PARAMS = (
           "and Figs. 7.4, 7.7, 7.8a-c", choices=("all", "two_task")),
     Param("noise_sigma", float, "largest Gaussian noise σ of Fig. 7.8a-b (images in [0, 1])",
           low=0.0, high=10.0),
+    Param("workers", int, "processes that train the chapter's runs before its cells read "
+          "them, each on one CPU thread (the numbers do not change); 1: all in the notebook's "
+          "process", low=1, high=64),
     Param("generative_network", str, "network of the Inception score and FID: book = a linear "
           "classifier trained by the book on the run's backbone; inception = Inception-v3 "
           "ImageNet weights from the local torch cache", choices=("book", "inception")),
@@ -116,21 +120,21 @@ _PROFILES = {
                   batches_per_epoch=2, lr=1e-3, backbone_lr_scale=1.0, metric_loss="pair",
                   margin=0.1, classes_per_batch=4, samples_per_class=2, generated_images=8,
                   generated_classes=2, inversion_iterations=3, inversion_lr=0.2,
-                  inversion_budget_s=0.0, test_per_class=0, rows="all",
+                  inversion_budget_s=0.0, test_per_class=0, rows="all", workers=1,
                   generative_network="book"),
     "demo": dict(COMMON_DEFAULTS["demo"], **_SHARED, backbone="smallcnn", pretrain_epochs=12,
-                 image_size=64, embedding_dim=128, epochs_first=30, epochs_incremental=3,
+                 image_size=64, embedding_dim=128, epochs_first=100, epochs_incremental=10,
                  batches_per_epoch=8, lr=1e-3, backbone_lr_scale=1.0, metric_loss="pair",
                  margin=0.1, classes_per_batch=8, samples_per_class=4, generated_images=32,
                  generated_classes=8, inversion_iterations=60, inversion_lr=0.2,
-                 inversion_budget_s=30.0, test_per_class=8, rows="lean",
+                 inversion_budget_s=30.0, test_per_class=8, rows="lean", workers=2,
                  generative_network="book"),
     "full": dict(COMMON_DEFAULTS["full"], **_SHARED, backbone="googlenet", pretrain_epochs=1,
                  image_size=224, embedding_dim=512, epochs_first=1500, epochs_incremental=1500,
                  batches_per_epoch=0, lr=1e-5, backbone_lr_scale=0.1, metric_loss="triplet",
                  margin=0.5, classes_per_batch=8, samples_per_class=4, generated_images=32,
                  generated_classes=8, inversion_iterations=2000, inversion_lr=0.5,
-                 inversion_budget_s=0.0, test_per_class=0, rows="all",
+                 inversion_budget_s=0.0, test_per_class=0, rows="all", workers=1,
                  generative_network="inception"),
 }
 
@@ -278,13 +282,14 @@ def run_sequence(run: Session, sequence: str, methods: Sequence[str],
     to the seed's evidence."""
     from ..incremental.lifelong import run_lifelong
 
+    prefetch(run)
     tasks = [run.state["tasks"][name] for name in SEQUENCES[sequence]]
     out: dict[int, dict[str, LifelongResult]] = {}
     for seed in run.seeds:
         for method in methods:
             key = (seed, sequence, label_of(method, variant))
             if key not in run.state["runs"]:
-                with one_thread(run):
+                with single_cpu_thread(run.device):
                     result = run_lifelong(tasks, method, config(run, seed, variant))
                 run.state["runs"][key] = result
                 add_evidence(run.state["evidence"][seed], sequence, key[2], result)
@@ -292,21 +297,63 @@ def run_sequence(run: Session, sequence: str, methods: Sequence[str],
     return out
 
 
-def one_thread(run: Session) -> Any:
-    """One CPU thread for torch and for OpenMP/BLAS libraries on the CPU (the small networks
-    gain nothing from a second thread and lose several-fold when another process holds a
-    core; see :func:`irbook.device.cpu_threads`); nothing changes on a GPU."""
-    from contextlib import ExitStack
+def planned_runs(run: Session) -> list[tuple[int, str, str]]:
+    """Every (seed, sequence, label) the chapter's cells train with these parameters, in the
+    cells' order (two tasks, the ablation, three tasks, both orders, LwF for Fig. 7.8a-b)."""
+    p, bn_only = run.params, [label_of(m, BN_ONLY) for m in BN_ONLY_ROWS]
+    wanted = [(seq, m) for seq, table in TWO_TASK.items() for m in table_rows(p, table)]
+    wanted += [("cub-dogs", m) for m in (*TABLE_ROWS["7.6"], *bn_only, "dkd_kl")]
+    if run.state["all"]:
+        wanted += [(THREE_TASK, m) for m in (*table_rows(p, "7.3"), *ORDER_METHODS)]
+        wanted += [(ORDER_2, m) for m in ORDER_METHODS]
+    wanted.append(("cub-dogs", "lwf"))
+    unique = list(dict.fromkeys(wanted))
+    return [(seed, seq, label) for seed in run.seeds for seq, label in unique]
 
-    from threadpoolctl import threadpool_limits
 
-    from ..device import cpu_threads
+def _job(run: Session, seed: int, sequence: str, label: str) -> Any:
+    from ..incremental.lifelong import LifelongJob
 
-    stack = ExitStack()
-    if run.device == "cpu":
-        stack.enter_context(cpu_threads(1))
-        stack.enter_context(threadpool_limits(1))
-    return stack
+    method, _, variant = label.partition("+")
+    tasks = tuple(run.state["tasks"][name] for name in SEQUENCES[sequence])
+    return LifelongJob(tasks, method, config(run, seed, variant))
+
+
+def _job_chains(run: Session) -> list[tuple[str, list[Any], float]]:
+    """The planned runs as chains (name, jobs, cost): a longer sequence joins the chain of its
+    two-task prefix's run, whose tasks it reuses; the longest chains first."""
+    from ..incremental.lifelong_methods import METHODS
+
+    chains: dict[tuple[int, str, str], tuple[str, list[Any], float]] = {}
+    for seed, sequence, label in planned_runs(run):
+        prefix = "-".join(sequence.split("-")[:2])
+        method = METHODS[label.partition("+")[0]]
+        cost = (len(SEQUENCES[sequence]) - 1) * (1 + 2 * method.bn_images + method.dual)
+        name, jobs, total = chains.get((seed, prefix, label), (
+            f"seed {seed}: {label} on {prefix}", [], 0.0))
+        chains[(seed, prefix, label)] = (name, [*jobs, _job(run, seed, sequence, label)],
+                                         total + cost)
+    return sorted(chains.values(), key=lambda chain: -chain[2])
+
+
+def prefetch(run: Session) -> None:
+    """With ``workers`` > 1, train every planned run once, before the first cell needs one:
+    the first model of each seed here, then the chains in ``workers`` processes
+    (:func:`irbook.parallel.map_in_processes`); the cells then read the cache. Once per
+    session; nothing to do with one worker."""
+    from ..incremental.lifelong import run_lifelong, run_lifelong_jobs
+    from ..parallel import map_in_processes
+
+    if run.params["workers"] == 1 or run.state.get("prefetched"):
+        return
+    run.state["prefetched"] = True
+    cub = run.state["tasks"]["cub200"]
+    for seed in run.seeds:  # shared by every chain: trained once, not in each worker
+        with single_cpu_thread(run.device):
+            run_lifelong([cub], "ft", config(run, seed))
+    chains = _job_chains(run)
+    map_in_processes(run_lifelong_jobs, [jobs for _, jobs, _ in chains], run.params["workers"],
+                     names=[name for name, _, _ in chains], desc="training runs")
 
 
 def add_evidence(evidence: Evidence, sequence: str, label: str, result: LifelongResult) -> None:
@@ -691,7 +738,7 @@ def generative_table(run: Session) -> pd.DataFrame:
     sets = generated_sets(run)
     n = len(sets["birds (Fig. 7.4)"].images)
     splits = max(1, min(10, n // 32))
-    with one_thread(run):
+    with single_cpu_thread(run.device):
         ours = pd.DataFrame(_generative_rows(run, sets, n, splits)).T
     _glue_generative(run, ours, n, splits)
     thesis = load_thesis_table("7.5").set_index("row")
@@ -754,7 +801,7 @@ def noise_experiment(run: Session) -> pd.DataFrame:
     cub = run.state["tasks"]["cub200"]
     frames = []
     for seed, results in seeded.items():
-        with one_thread(run):
+        with single_cpu_thread(run.device):
             frames.append(noise_sensitivity(  # σ = 0 again: the clean point of the curves
                 results["lwf"].model, cub.seen_test, [0.0, *noise_sigmas(run.params)],
                 classifier=range(cub.n_seen), image_size=run.params["image_size"], seed=seed,
@@ -788,7 +835,7 @@ def distributions(run: Session) -> pd.DataFrame:
     from ..incremental.runner import build_model
 
     seed, cub = run.seeds[0], run.state["tasks"]["cub200"]
-    with one_thread(run):
+    with single_cpu_thread(run.device):
         models = {"before CUB-200 (pre-trained backbone)":
                   build_model(config(run, seed).incremental()),
                   "after CUB-200 (the first model)":

@@ -81,7 +81,8 @@ from irbook.models import EmbeddingNet
 from irbook.progress import progress_bar
 from irbook.train.loop import atomic_save, fit, load_checkpoint, plain_data, seed_everything
 
-__all__ = ["LifelongConfig", "LifelongResult", "TaskLike", "noise_sensitivity", "run_lifelong"]
+__all__ = ["LifelongConfig", "LifelongJob", "LifelongResult", "TaskLike", "noise_sensitivity",
+           "run_lifelong", "run_lifelong_jobs"]
 
 CACHE_VERSION = 1
 SUBSETS = ("seen", "unseen")
@@ -657,6 +658,37 @@ def run_lifelong(tasks: Sequence[TaskLike], method: LifelongMethod | str,
         if otf is not None:
             _record(session, otf, t, "teacher", [tasks[t]])
     return _result(session, name, method, model)
+
+
+@dataclass(frozen=True)
+class LifelongJob:
+    """One :func:`run_lifelong` call for a worker process (:func:`run_lifelong_jobs`)."""
+
+    tasks: tuple[TaskLike, ...]
+    method: str
+    config: LifelongConfig
+
+
+def run_lifelong_jobs(jobs: Sequence[LifelongJob]) -> list[list[float]]:
+    """Run ``jobs`` in order on one CPU thread, without progress bars; their tasks,
+    generations and evaluations land in the checkpoint cache, where a later
+    :func:`run_lifelong` with the same settings finds them. Chain jobs whose later tasks
+    start from an earlier job's (CUB→Dogs before CUB→Dogs→Cars). Returns each job's training
+    seconds per task. The worker of :func:`irbook.parallel.map_in_processes`."""
+    from irbook.device import single_cpu_thread
+
+    seconds = []
+    for job in jobs:
+        if job.config.checkpoint_dir is None:
+            raise ValueError("a job's config needs a checkpoint_dir: its results reach the "
+                             "caller only through the cache")
+        inversion = job.config.inversion
+        if inversion is not None and hasattr(inversion, "progress"):
+            inversion = dataclasses.replace(inversion, progress=False)
+        config = dataclasses.replace(job.config, progress=False, inversion=inversion)
+        with single_cpu_thread(resolve_device(config.device)):
+            seconds.append(run_lifelong(job.tasks, job.method, config).train_seconds)
+    return seconds
 
 
 def _result(session: _Session, name: str, method: LifelongMethod,
