@@ -32,9 +32,10 @@ def map_in_processes(function: Callable[[Any], Any], jobs: Sequence[Any], worker
                      names: Sequence[str] | None = None, desc: str = "jobs",
                      progress: bool = True) -> list[Any]:
     """``[function(job) for job in jobs]``, the jobs in ``workers`` spawned processes (1: in
-    this process, in order, errors unchanged). Jobs start in their order (put the longest first); the first
-    failure cancels the jobs not started and raises :class:`JobFailedError` naming the job
-    (``names[i]``, else its index). ``function`` and the jobs must be picklable."""
+    this process, in order, errors unchanged). Jobs start in their order (put the longest
+    first); the first failure cancels the jobs not started and raises
+    :class:`JobFailedError` naming the job (``names[i]``, else its index). ``function`` and
+    the jobs must be picklable."""
     workers = _check_workers(workers)
     jobs = list(jobs)
     labels = list(names) if names is not None else [f"job {i}" for i in range(len(jobs))]

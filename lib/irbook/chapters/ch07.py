@@ -23,8 +23,8 @@ from .. import protocol
 from ..claims import Comparison, Evidence, evaluate_claim
 from ..constants import BACKBONE_NAMES
 from ..data.finegrained import FOLDERS, HOW_TO_GET, LabelledSet
-from ..device import single_cpu_thread
 from ..data.lifelong import SEQUENCES, THESIS_SPLITS, LifelongTask, lifelong_task
+from ..device import single_cpu_thread
 from ..incremental import experiments as ex
 from ..incremental.lifelong import LifelongConfig, LifelongResult
 from ..incremental.lifelong_methods import TABLE_ROWS, method_label
