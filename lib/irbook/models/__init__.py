@@ -1,6 +1,19 @@
 """Backbones, pooling layers (thesis Figure 2.6), whitening, descriptor extraction and the
 metric-learning embedding network of chapters 5-6."""
 
+from irbook.models.aggregation import (
+    AGGREGATIONS,
+    DiagonalGMM,
+    LocalAggregation,
+    bow,
+    embed_maps,
+    fisher_vector,
+    fit_codebook,
+    fit_diagonal_gmm,
+    kmeans_codebook,
+    local_descriptors,
+    vlad,
+)
 from irbook.models.backbones import (
     BACKBONES,
     IMAGENET_MEAN,
@@ -19,8 +32,19 @@ from irbook.models.extract import (
     pool_maps,
 )
 from irbook.models.functional import crow, gem, l2n, mac, rmac, rmac_regions, spoc
+from irbook.models.hash_head import HashHead, hash_relaxation
 from irbook.models.net import RetrievalNet
+from irbook.models.netvlad import NetVLAD, netvlad
 from irbook.models.pooling import L2N, MAC, POOLINGS, RMAC, CroW, GeM, SPoC, make_pooling
+from irbook.models.schemes import (
+    cam_crow,
+    class_activation_maps,
+    fc_features,
+    fuse_layers,
+    multiscale_descriptor,
+    patch_boxes,
+    patch_descriptors,
+)
 from irbook.models.whitening import Whitening, fit_learned_whitening, fit_pca_whitening
 
 __all__ = [
@@ -58,4 +82,26 @@ __all__ = [
     "rmac",
     "rmac_regions",
     "spoc",
+    "AGGREGATIONS",
+    "DiagonalGMM",
+    "LocalAggregation",
+    "bow",
+    "embed_maps",
+    "fisher_vector",
+    "fit_codebook",
+    "fit_diagonal_gmm",
+    "kmeans_codebook",
+    "local_descriptors",
+    "vlad",
+    "HashHead",
+    "hash_relaxation",
+    "NetVLAD",
+    "netvlad",
+    "cam_crow",
+    "class_activation_maps",
+    "fc_features",
+    "fuse_layers",
+    "multiscale_descriptor",
+    "patch_boxes",
+    "patch_descriptors",
 ]

@@ -9,6 +9,31 @@ from .knn import (
     resolve_backend,
     top_k_excluding_self,
 )
+from .rerank import (
+    DiffusionGraph,
+    alpha_query_expansion,
+    average_query_expansion,
+    build_diffusion_graph,
+    diffusion_rank,
+    diffusion_scores,
+    diffusion_seeds,
+    expand_queries,
+)
 
-__all__ = ["BACKENDS", "METRICS", "describe_backend", "knn", "rank_all", "resolve_backend",
-           "top_k_excluding_self"]
+__all__ = [
+    "BACKENDS",
+    "METRICS",
+    "DiffusionGraph",
+    "alpha_query_expansion",
+    "average_query_expansion",
+    "build_diffusion_graph",
+    "describe_backend",
+    "diffusion_rank",
+    "diffusion_scores",
+    "diffusion_seeds",
+    "expand_queries",
+    "knn",
+    "rank_all",
+    "resolve_backend",
+    "top_k_excluding_self",
+]

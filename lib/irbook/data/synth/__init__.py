@@ -30,6 +30,12 @@ from irbook.data.synth.instance import (
     write_revisited,
     write_ukbench,
 )
+from irbook.data.synth.sfm import (
+    DISTRACTOR_SCALES,
+    SFM_SCALES,
+    write_distractors,
+    write_sfm120k,
+)
 
 __all__ = [
     "CLASSIFICATION_SCALES",
@@ -53,4 +59,8 @@ __all__ = [
     "write_revisited",
     "write_stanford_dogs",
     "write_ukbench",
+    "DISTRACTOR_SCALES",
+    "SFM_SCALES",
+    "write_distractors",
+    "write_sfm120k",
 ]
