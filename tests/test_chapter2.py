@@ -8,6 +8,7 @@ from PIL import Image
 
 from irbook.chapters import ch02
 from irbook.data.instance import InstanceBenchmark
+from irbook.params import ParameterError
 
 NAN = float("nan")
 
@@ -112,9 +113,24 @@ def thesis_like(p, w, m):
     return 40.0 + SETUP[m] + POOLING[p] + (8.0 if w == "pca" else 0.0)
 
 
-def runs(level, seeds=(0, 1), **kwargs):
-    return {s: ch02.OffTheShelfRun({}, scores_of(lambda *a, s=s: level(*a) + s, **kwargs))
+AGGREGATION = {"bow": 0.0, "vlad": 3.0, "fv": 5.0}
+
+
+def aggregated_of(level):
+    """Scores of the local-feature embeddings (whitening "none"), means level(method, m)."""
+    return {key: value for method in AGGREGATION for key, value in scores_of(
+        lambda p, w, m: level(p, m), poolings=(method,), whitenings=("none",)).items()}
+
+
+def runs(level, seeds=(0, 1), aggregation=None, **kwargs):
+    return {s: ch02.OffTheShelfRun({}, scores_of(lambda *a, s=s: level(*a) + s, **kwargs),
+                                   aggregated_of(lambda *a, s=s: aggregation(*a) + s)
+                                   if aggregation else {})
             for s in seeds}
+
+
+def thesis_like_aggregation(method, m):
+    return 30.0 + SETUP[m] + AGGREGATION[method]
 
 
 def verdicts(results):
@@ -133,16 +149,41 @@ def test_evidence_holds_the_map_scores_without_their_nan_queries():
 
 
 def test_claims_are_supported_when_the_thesis_ordering_holds():
-    assert verdicts(runs(thesis_like)) == {"whitening_claim": "supported",
-                                           "weighted_pooling_claim": "supported",
-                                           "hard_is_harder_claim": "supported"}
+    assert verdicts(runs(thesis_like, aggregation=thesis_like_aggregation)) == {
+        "whitening_claim": "supported", "weighted_pooling_claim": "supported",
+        "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": "supported"}
+
+
+def test_the_aggregation_claim_compares_each_embedding_with_bow():
+    def vlad_below_bow(method, m):
+        return thesis_like_aggregation(method, m) - (6.0 if method == "vlad" else 0.0)
+
+    results = runs(thesis_like, aggregation=vlad_below_bow)
+    claim = ch02.vlad_fv_beat_bow_claim(results, ch02._evidence(results))
+    by_label = {c["label"]: c for c in claim.comparisons}
+    assert by_label["VLAD − BoW, mean mAP"]["difference"] == pytest.approx(-3.0)
+    assert by_label["Fisher vector − BoW, mean mAP"]["difference"] == pytest.approx(5.0)
+    assert claim.verdict == "not supported"
+    assert ch02._evidence(results)[0].mean("mAP E roxford5k fv none") == pytest.approx(
+        30 + 20 + 5 - 0.5)  # query 4 has no easy positive: dropped
+
+
+def test_codebook_sizes_give_every_embedding_the_same_length():
+    assert ch02.codebook_sizes(1024, 256) == {"bow": 1024, "vlad": 4, "fv": 2}
+    assert ch02.codebook_sizes(16384, 2048) == {"bow": 16384, "vlad": 8, "fv": 4}
+    with pytest.raises(ParameterError, match="aggregation_dim.*at least 512"):
+        ch02.codebook_sizes(500, 256)
 
 
 def test_claims_are_not_supported_when_the_ordering_is_reversed():
     def reversed_(p, w, m):
         return 40.0 - SETUP[m] - POOLING[p] - (8.0 if w == "pca" else 0.0)
 
-    assert set(verdicts(runs(reversed_)).values()) == {"not supported"}
+    def reversed_aggregation(method, m):
+        return 30.0 + SETUP[m] - AGGREGATION[method]
+
+    found = verdicts(runs(reversed_, aggregation=reversed_aggregation))
+    assert set(found.values()) == {"not supported"}
 
 
 def test_one_broken_pooling_breaks_only_the_pooling_claim():
@@ -162,7 +203,7 @@ def test_one_broken_pooling_breaks_only_the_pooling_claim():
 def test_claims_a_run_cannot_test_are_none():
     found = verdicts(runs(thesis_like, whitenings=("none",), poolings=("mac", "gem")))
     assert found == {"whitening_claim": None, "weighted_pooling_claim": None,
-                     "hard_is_harder_claim": "supported"}
+                     "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": None}
     results = {0: ch02.OffTheShelfRun({}, {k: v for k, v in scores_of(thesis_like).items()
                                            if k[0] != "roxford5k"})}
     assert verdicts(results)["hard_is_harder_claim"] is None
@@ -170,8 +211,8 @@ def test_claims_a_run_cannot_test_are_none():
 
 
 def test_claim_ids_are_those_of_the_claim_functions():
-    found = {ch02.CLAIMS[i](runs(thesis_like), ch02._evidence(runs(thesis_like))).id
-             for i in range(3)}
+    results = runs(thesis_like, aggregation=thesis_like_aggregation)
+    found = {check(results, ch02._evidence(results)).id for check in ch02.CLAIMS}
     assert found == set(ch02.CLAIM_IDS)
 
 
@@ -213,7 +254,8 @@ def test_protocol_table_explains_every_deviation(profile):
     params = ch02.CHAPTER.resolve(profile)
     table = ch02.protocol_table(params)
     assert table["item"].tolist() == ["data", "backbone", "image size", "whitening",
-                                      "Oxford/Paris version", "metric"]
+                                      "Oxford/Paris version", "metric",
+                                      "local-feature embedding"]
     deviating = table[table["deviation"] != ""]
     assert (deviating["this run"] != deviating["thesis"]).all()
     assert "Oxford/Paris version" in set(deviating["item"])  # revisited, always

@@ -264,3 +264,48 @@ def test_seeded_backbone_is_the_same_in_every_process_and_leaves_the_global_rng_
     assert torch.equal(first, _weights(make_backbone("smallcnn", seed=3)))
     assert not torch.equal(first, _weights(make_backbone("smallcnn", seed=4)))
     assert float(first.sum()) == pytest.approx(float(runs[0]), rel=1e-6)
+
+
+def test_sample_local_descriptors_draws_map_positions_per_image():
+    import torch
+
+    from irbook.models import sample_local_descriptors
+
+    class Identity(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    images = [torch.arange(2 * 3 * 3, dtype=torch.float32).reshape(2, 3, 3) + 100 * i
+              for i in range(2)]  # two "maps" of C = 2 channels at 3 x 3 positions
+    drawn = sample_local_descriptors(Identity(), images, per_image=4, seed=1, progress=False)
+    assert drawn.shape == (8, 2)
+    for i, rows in enumerate((drawn[:4], drawn[4:])):
+        positions = images[i].flatten(1).T.numpy()  # (9, 2): every local descriptor
+        assert all(any(np.array_equal(r, p) for p in positions) for r in rows)
+        assert len({tuple(r) for r in rows}) == 4  # without replacement
+    again = sample_local_descriptors(Identity(), images, per_image=4, seed=1, progress=False)
+    np.testing.assert_array_equal(drawn, again)
+    assert sample_local_descriptors(Identity(), images, per_image=50, progress=False).shape == (
+        18, 2)
+    with pytest.raises(ValueError, match="per_image must be an integer >= 1"):
+        sample_local_descriptors(Identity(), images, per_image=0)
+
+
+def test_extract_pooled_takes_modules_by_name():
+    import torch
+
+    from irbook.models import extract_pooled
+    from irbook.models.pooling import MAC
+
+    class Double(torch.nn.Module):
+        def forward(self, maps):
+            return 2 * maps.mean(dim=(2, 3))
+
+    images = [torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    out = extract_pooled(torch.nn.Identity(), images, {"mac": MAC(), "double": Double()},
+                         progress=False)
+    by_name = extract_pooled(torch.nn.Identity(), images, ["mac"], progress=False)
+    np.testing.assert_allclose(out["mac"], by_name["mac"])
+    means = np.stack([im.mean(dim=(1, 2)).numpy() for im in images])
+    np.testing.assert_allclose(out["double"], means / np.linalg.norm(means, axis=1,
+                                                                     keepdims=True), rtol=1e-6)

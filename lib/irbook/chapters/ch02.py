@@ -10,7 +10,7 @@ kept per query, so the claims can be bootstrapped over the queries.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from ..data.images import ImageListDataset, check_images, load_image
 from ..data.instance import HOW_TO_GET, InstanceBenchmark, load_instance_benchmark
 from ..metrics import mean_average_precision, setup_ground_truth
 from ..models import extract_pooled, fit_pca_whitening, make_backbone, require_pretrained_weights
-from ..params import Param, ParamSpec
+from ..params import Param, ParameterError, ParamSpec
 from ..paths import data_root
 from ..search import knn, rank_all
 from ..train.standin import standin_backbone
@@ -78,17 +78,26 @@ CHAPTER = Chapter(
             Param("dataset", str, "benchmark(s) to evaluate", choices=("all", *BENCHMARKS)),
             Param("gallery_queries", int, "queries shown in the retrieval gallery", low=0,
                   high=20),
+            Param("aggregation", str, "embeddings of the local conv features (BoW, VLAD, "
+                  "Fisher vectors; Fig. 2.12b): all, or none to skip them",
+                  choices=("all", "none")),
+            Param("aggregation_dim", int, "length of every local-feature embedding: BoW has "
+                  "this many words, VLAD dim / C and Fisher vectors dim / 2C (C: the "
+                  "backbone's channels)", low=8, high=1_000_000),
         ),
         profiles={
             "smoke": dict(COMMON_DEFAULTS["smoke"], backbone="smallcnn", pretrained=True,
                           pretrain_epochs=2, pooling="all", whitening="both", whitening_dim=0,
-                          image_size=64, dataset="all", gallery_queries=2),
+                          image_size=64, dataset="all", gallery_queries=2,
+                          aggregation="all", aggregation_dim=512),
             "demo": dict(COMMON_DEFAULTS["demo"], backbone="smallcnn", pretrained=True,
                          pretrain_epochs=12, pooling="all", whitening="both",
-                         whitening_dim=128, image_size=128, dataset="all", gallery_queries=3),
+                         whitening_dim=128, image_size=128, dataset="all", gallery_queries=3,
+                         aggregation="all", aggregation_dim=1024),
             "full": dict(COMMON_DEFAULTS["full"], backbone="resnet101", pretrained=True,
                          pretrain_epochs=0, pooling="all", whitening="both", whitening_dim=0,
-                         image_size=1024, dataset="all", gallery_queries=3),
+                         image_size=1024, dataset="all", gallery_queries=3,
+                         aggregation="all", aggregation_dim=16384),
         },
     ),
 )
@@ -143,6 +152,10 @@ def protocol_values(params: Mapping[str, Any]) -> dict[str, str]:
                       else "none"),
         "Oxford/Paris version": "revisited (2018), Easy/Medium/Hard",
         "metric": "mAP (trapezoid AP), N-S score on UKBench",
+        "local-feature embedding": (
+            f"BoW, VLAD and Fisher vectors, all {params['aggregation_dim']}-d, codebooks "
+            "(k-means, diagonal GMM) on L2-normalised local descriptors of the companion "
+            "collection" if params["aggregation"] == "all" else "not run"),
     }
 
 
@@ -155,6 +168,8 @@ DEVIATION_REASONS = {
     "whitening": "switched off by the whitening parameter",
     "Oxford/Paris version": "the original 2007 ground truth has known errors; the revisited "
                             "one is the current standard",
+    "local-feature embedding": "the thesis sets published numbers side by side; one length "
+                               "and one backbone for every method make them comparable",
 }
 
 
@@ -212,9 +227,11 @@ class BenchmarkDescriptors:
     db: dict[str, np.ndarray]
 
 
-def describe(backbone: torch.nn.Module, bench: InstanceBenchmark, poolings: Sequence[str],
-             image_size: int, device: str, progress: bool = True) -> BenchmarkDescriptors:
-    """Pooled descriptors of every database image and query (queries cropped to their box)."""
+def describe(backbone: torch.nn.Module, bench: InstanceBenchmark,
+             poolings: Sequence[str] | Mapping[str, torch.nn.Module], image_size: int,
+             device: str, progress: bool = True) -> BenchmarkDescriptors:
+    """Pooled descriptors of every database image and query (queries cropped to their box);
+    ``poolings`` by name, or modules by name (:func:`irbook.models.extract_pooled`)."""
     db = ImageListDataset(bench.db_paths, max_size=image_size)
     db_desc = extract_pooled(backbone, db, poolings, device=device, progress=progress,
                              desc=f"{bench.name} database")
@@ -286,10 +303,12 @@ def score_table(scores: Mapping[int, Mapping[tuple, np.ndarray]]) -> pd.DataFram
 
 @dataclass
 class OffTheShelfRun:
-    """The features and scores of one seed (the stand-in backbone depends on the seed)."""
+    """The features and scores of one seed (the stand-in backbone depends on the seed);
+    ``aggregated`` holds the scores of the local-feature embeddings (whitening "none")."""
 
     descriptors: dict[str, BenchmarkDescriptors]
     scores: dict[tuple[str, str, str, str], np.ndarray]
+    aggregated: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict)
 
 
 def run_offtheshelf(run: Session, benchmarks: dict[str, InstanceBenchmark]
@@ -304,9 +323,93 @@ def run_offtheshelf(run: Session, benchmarks: dict[str, InstanceBenchmark]
                        for name, bench in benchmarks.items()}
         scores = per_query_scores(descriptors, evaluated_benchmarks(p), poolings_of(p),
                                   whitenings_of(p), p["whitening_dim"], run.device)
-        results[seed] = OffTheShelfRun(descriptors, scores)
+        aggregated = (aggregated_scores(net, benchmarks, p, seed, run.device)
+                      if p["aggregation"] == "all" else {})
+        results[seed] = OffTheShelfRun(descriptors, scores, aggregated)
     run.state["results"] = results
     return results
+
+
+# --- embeddings of local features (Sec. 2.3.2, Fig. 2.12b) ----------------------------------
+
+AGGREGATION_LABELS = {"bow": "BoW", "vlad": "VLAD", "fv": "Fisher vector"}
+LOCAL_PER_IMAGE = 100
+"""Local descriptors drawn from each image of the companion collection for the codebooks."""
+
+
+def codebook_sizes(dim: int, channels: int) -> dict[str, int]:
+    """Codebook sizes that give every embedding the length ``dim`` (or just under): BoW
+    K = dim words, VLAD K = dim // C centroids, Fisher vectors K = dim // 2C Gaussians."""
+    sizes = {"bow": dim, "vlad": dim // channels, "fv": dim // (2 * channels)}
+    if sizes["fv"] < 1:
+        raise ParameterError(f"parameter 'aggregation_dim' got {dim}; with the {channels} "
+                             f"channels of this backbone a Fisher vector needs at least "
+                             f"{2 * channels}")
+    return sizes
+
+
+def fit_codebooks(backbone: torch.nn.Module, bench: InstanceBenchmark, sizes: Mapping[str, int],
+                  image_size: int, seed: int, device: str) -> dict[str, Any]:
+    """k-means words (BoW, VLAD) and a diagonal GMM (Fisher vectors) learned on L2-normalised
+    local descriptors of ``bench``'s database images (the companion collection)."""
+    from ..models import fit_diagonal_gmm, kmeans_codebook, sample_local_descriptors
+
+    dataset = ImageListDataset(bench.db_paths, max_size=image_size)
+    local = sample_local_descriptors(backbone, dataset, LOCAL_PER_IMAGE, seed, device,
+                                     desc=f"{bench.name} local descriptors")
+    local = torch.nn.functional.normalize(torch.from_numpy(local), dim=1)
+    return {"bow": kmeans_codebook(local, sizes["bow"], seed),
+            "vlad": kmeans_codebook(local, sizes["vlad"], seed),
+            "fv": fit_diagonal_gmm(local, sizes["fv"], seed)}
+
+
+def aggregated_scores(backbone: torch.nn.Module, benchmarks: Mapping[str, InstanceBenchmark],
+                      params: Mapping[str, Any], seed: int, device: str
+                      ) -> dict[tuple[str, str, str, str], np.ndarray]:
+    """(benchmark, method, "none", metric) → per-query scores of BoW, VLAD and Fisher vectors,
+    each with codebooks learned on the companion collection (as whitening is)."""
+    from ..models import LocalAggregation
+
+    sizes = codebook_sizes(params["aggregation_dim"], backbone.out_channels)
+    evaluated = evaluated_benchmarks(params)
+    companions = {WHITENING_COMPANION[name] for name in evaluated}
+    companion_benchmarks = open_companions(benchmarks, companions, params, seed)
+    codebooks = {name: fit_codebooks(backbone, companion_benchmarks[name], sizes,
+                                     params["image_size"], seed, device)
+                 for name in sorted(companions)}
+    scores = {}
+    for name in evaluated:
+        books = codebooks[WHITENING_COMPANION[name]]
+        modules = {m: LocalAggregation(m, books[m], normalize_descriptors=True)
+                   for m in AGGREGATION_LABELS}
+        found = describe(backbone, benchmarks[name], modules, params["image_size"], device)
+        for method in AGGREGATION_LABELS:
+            for metric, values in evaluate_per_query(found.benchmark, found.query[method],
+                                                     found.db[method], device).items():
+                scores[(name, method, "none", metric)] = values
+    return scores
+
+
+def open_companions(benchmarks: Mapping[str, InstanceBenchmark], names: Iterable[str],
+                    params: Mapping[str, Any], seed: int) -> dict[str, InstanceBenchmark]:
+    """The companion collections, loaded if the run has not loaded them (whitening none)."""
+    missing = [name for name in names if name not in benchmarks]
+    extra = (open_benchmarks(missing, synthetic=params["synthetic"], root=params["data_root"],
+                             seed=seed, scale=synth_scale(params["profile"]))
+             if missing else {})
+    return {**benchmarks, **extra}
+
+
+def aggregation_table(results: Mapping[int, OffTheShelfRun]) -> pd.DataFrame:
+    """Fig. 2.12b: mean score (over queries, then seeds) of every pooling (without whitening)
+    and every local-feature embedding, one row per (benchmark, metric, method)."""
+    merged = {seed: {**{k: v for k, v in r.scores.items() if k[2] == "none"}, **r.aggregated}
+              for seed, r in results.items()}
+    table = score_table(merged).rename(columns={"pooling": "method"})
+    table["family"] = np.where(table["method"].isin(list(AGGREGATION_LABELS)),
+                               "local-feature embedding", "pooling")
+    table["method"] = table["method"].map(lambda m: AGGREGATION_LABELS.get(m, m))
+    return table.drop(columns="whitening")
 
 
 def record_table(run: Session, table: pd.DataFrame) -> None:
@@ -333,7 +436,8 @@ def _evidence(results: Mapping[int, OffTheShelfRun]) -> list[Evidence]:
     out = []
     for seed, result in results.items():
         evidence = Evidence(seed)
-        for (bench, pooling, whitening, metric), values in result.scores.items():
+        for (bench, pooling, whitening, metric), values in {**result.scores,
+                                                            **result.aggregated}.items():
             if metric.startswith("mAP"):
                 keep = ~np.isnan(values)
                 evidence.add(_name(bench, pooling, whitening, metric), values[keep],
@@ -394,8 +498,27 @@ def hard_is_harder_claim(results, evidence):
         comparisons, evidence)
 
 
-CLAIMS = (whitening_claim, weighted_pooling_claim, hard_is_harder_claim)
-CLAIM_IDS = ("ch02.whitening_helps", "ch02.weighted_beats_spoc", "ch02.hard_is_harder")
+def vlad_fv_beat_bow_claim(results, evidence):
+    """VLAD and Fisher vectors beat BoW at the same length, in mean mAP over every benchmark
+    and setup (Sec. 2.3.2, Fig. 2.12b)."""
+    first = next(iter(results.values()))
+    keys = [k for k in first.aggregated if k[3].startswith("mAP")]
+    if not keys:
+        return None
+
+    def names(method):
+        return tuple(_name(*k) for k in keys if k[1] == method)
+
+    comparisons = [Comparison(f"{AGGREGATION_LABELS[m]} − BoW, mean mAP", names(m),
+                              names("bow")) for m in ("vlad", "fv")]
+    return evaluate_claim("ch02.vlad_fv_beat_bow", "VLAD and Fisher vectors embed local "
+                          "features better than a bag of words of the same length",
+                          "Sec. 2.3.2, Fig. 2.12b", comparisons, evidence)
+
+
+CLAIMS = (whitening_claim, weighted_pooling_claim, hard_is_harder_claim, vlad_fv_beat_bow_claim)
+CLAIM_IDS = ("ch02.whitening_helps", "ch02.weighted_beats_spoc", "ch02.hard_is_harder",
+             "ch02.vlad_fv_beat_bow")
 
 
 def check_claims(run: Session) -> pd.DataFrame:
@@ -406,7 +529,8 @@ def check_claims(run: Session) -> pd.DataFrame:
     for claim in checked:
         run.report.add_claim(claim)
     for missing in sorted(set(CLAIM_IDS) - {c.id for c in checked}):
-        run.report.skip_claim(missing, "this run's pooling/whitening/dataset choice")
+        run.report.skip_claim(missing, "this run's pooling/whitening/aggregation/dataset "
+                                       "choice")
     run.report.save()
     return run.report.claims_frame()
 

@@ -30,6 +30,7 @@ from irbook.models.extract import (
     extract_feature_maps,
     extract_pooled,
     pool_maps,
+    sample_local_descriptors,
 )
 from irbook.models.functional import crow, gem, l2n, mac, rmac, rmac_regions, spoc
 from irbook.models.hash_head import HashHead, hash_relaxation
@@ -77,6 +78,7 @@ __all__ = [
     "make_backbone",
     "make_pooling",
     "pool_maps",
+    "sample_local_descriptors",
     "pretrained_weights_path",
     "require_pretrained_weights",
     "rmac",

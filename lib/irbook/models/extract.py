@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -13,7 +13,8 @@ from irbook.models.pooling import make_pooling
 
 from ..progress import progress_bar
 
-__all__ = ["extract_descriptors", "extract_feature_maps", "extract_pooled", "pool_maps"]
+__all__ = ["extract_descriptors", "extract_feature_maps", "extract_pooled", "pool_maps",
+           "sample_local_descriptors"]
 
 
 def _image_of(item) -> Tensor:
@@ -83,16 +84,20 @@ def pool_maps(maps: Sequence[Tensor], pooling: nn.Module | str) -> np.ndarray:
     return torch.cat(rows).numpy().astype(np.float32)
 
 
-def extract_pooled(backbone: nn.Module, dataset, poolings: Sequence[str],
+def extract_pooled(backbone: nn.Module, dataset, poolings: Sequence[str] | Mapping[str, nn.Module],
                    device: str | torch.device = "cpu", progress: bool = True,
                    desc: str = "feature maps") -> dict[str, np.ndarray]:
     """Several poolings of every image's feature maps, without keeping the maps.
 
-    Returns ``{pooling: (N, C) float32}``, rows L2-normalised. Memory stays at one map at a
-    time, which matters for full-size images (a ResNet map at 1024 px is 8 MB).
+    ``poolings`` are names of :func:`make_pooling` or modules by name (e.g. a
+    :class:`~irbook.models.aggregation.LocalAggregation`). Returns ``{name: (N, D) float32}``,
+    rows L2-normalised. Memory stays at one map at a time, which matters for full-size images
+    (a ResNet map at 1024 px is 8 MB).
     """
-    pools = {name: make_pooling(name).to(device) for name in poolings}
-    rows: dict[str, list[Tensor]] = {name: [] for name in poolings}
+    pools = (dict(poolings) if isinstance(poolings, Mapping)
+             else {name: make_pooling(name) for name in poolings})
+    pools = {name: pool.to(device) for name, pool in pools.items()}
+    rows: dict[str, list[Tensor]] = {name: [] for name in pools}
     for maps in _run_on_device(backbone, dataset, device, progress, desc):
         with torch.no_grad():
             for name, pool in pools.items():
@@ -100,6 +105,25 @@ def extract_pooled(backbone: nn.Module, dataset, poolings: Sequence[str],
     if not len(dataset):
         raise ValueError("dataset must hold at least one image")
     return {name: torch.cat(r).numpy().astype(np.float32) for name, r in rows.items()}
+
+
+def sample_local_descriptors(backbone: nn.Module, dataset, per_image: int, seed: int = 0,
+                             device: str | torch.device = "cpu", progress: bool = True,
+                             desc: str = "local descriptors") -> np.ndarray:
+    """Up to ``per_image`` local descriptors (the C-vectors at the map's positions) of every
+    image, drawn without replacement (seeded), as one (M, C) float32 array: the training set
+    of a codebook (BoW/VLAD k-means, the Fisher-vector GMM)."""
+    if isinstance(per_image, bool) or not isinstance(per_image, int) or per_image < 1:
+        raise ValueError(f"per_image must be an integer >= 1; got {per_image!r}")
+    generator = torch.Generator().manual_seed(int(seed))
+    rows: list[Tensor] = []
+    for maps in _run_on_device(backbone, dataset, device, progress, desc):
+        for local in maps.float().flatten(2).transpose(1, 2).cpu():  # (H*W, C) per image
+            keep = torch.randperm(len(local), generator=generator)[:per_image]
+            rows.append(local[keep])
+    if not rows:
+        raise ValueError("dataset must hold at least one image")
+    return torch.cat(rows).numpy().astype(np.float32)
 
 
 def extract_descriptors(net: nn.Module, dataset, device: str | torch.device = "cpu",
