@@ -122,10 +122,17 @@ def aggregated_of(level):
         lambda p, w, m: level(p, m), poolings=(method,), whitenings=("none",)).items()}
 
 
-def runs(level, seeds=(0, 1), aggregation=None, **kwargs):
+def reranked_of(gain):
+    """Re-ranked Hard-mAP scores on roxford5k: diffusion ``gain`` points above plain kNN."""
+    return {("roxford5k", f"rerank/{m}", "pca", "mAP H"): 30.0 + g + OFFSETS
+            for m, g in (("none", 0.0), ("diffusion", gain))}
+
+
+def runs(level, seeds=(0, 1), aggregation=None, diffusion_gain=None, **kwargs):
     return {s: ch02.OffTheShelfRun({}, scores_of(lambda *a, s=s: level(*a) + s, **kwargs),
                                    aggregated_of(lambda *a, s=s: aggregation(*a) + s)
-                                   if aggregation else {})
+                                   if aggregation else {},
+                                   reranked_of(diffusion_gain) if diffusion_gain else {})
             for s in seeds}
 
 
@@ -149,9 +156,11 @@ def test_evidence_holds_the_map_scores_without_their_nan_queries():
 
 
 def test_claims_are_supported_when_the_thesis_ordering_holds():
-    assert verdicts(runs(thesis_like, aggregation=thesis_like_aggregation)) == {
+    assert verdicts(runs(thesis_like, aggregation=thesis_like_aggregation,
+                         diffusion_gain=5.0)) == {
         "whitening_claim": "supported", "weighted_pooling_claim": "supported",
-        "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": "supported"}
+        "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": "supported",
+        "diffusion_claim": "supported"}
 
 
 def test_the_aggregation_claim_compares_each_embedding_with_bow():
@@ -182,7 +191,7 @@ def test_claims_are_not_supported_when_the_ordering_is_reversed():
     def reversed_aggregation(method, m):
         return 30.0 + SETUP[m] - AGGREGATION[method]
 
-    found = verdicts(runs(reversed_, aggregation=reversed_aggregation))
+    found = verdicts(runs(reversed_, aggregation=reversed_aggregation, diffusion_gain=-5.0))
     assert set(found.values()) == {"not supported"}
 
 
@@ -203,7 +212,8 @@ def test_one_broken_pooling_breaks_only_the_pooling_claim():
 def test_claims_a_run_cannot_test_are_none():
     found = verdicts(runs(thesis_like, whitenings=("none",), poolings=("mac", "gem")))
     assert found == {"whitening_claim": None, "weighted_pooling_claim": None,
-                     "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": None}
+                     "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": None,
+                     "diffusion_claim": None}
     results = {0: ch02.OffTheShelfRun({}, {k: v for k, v in scores_of(thesis_like).items()
                                            if k[0] != "roxford5k"})}
     assert verdicts(results)["hard_is_harder_claim"] is None
@@ -211,7 +221,7 @@ def test_claims_a_run_cannot_test_are_none():
 
 
 def test_claim_ids_are_those_of_the_claim_functions():
-    results = runs(thesis_like, aggregation=thesis_like_aggregation)
+    results = runs(thesis_like, aggregation=thesis_like_aggregation, diffusion_gain=5.0)
     found = {check(results, ch02._evidence(results)).id for check in ch02.CLAIMS}
     assert found == set(ch02.CLAIM_IDS)
 
@@ -255,7 +265,7 @@ def test_protocol_table_explains_every_deviation(profile):
     table = ch02.protocol_table(params)
     assert table["item"].tolist() == ["data", "backbone", "image size", "whitening",
                                       "Oxford/Paris version", "metric",
-                                      "local-feature embedding"]
+                                      "local-feature embedding", "re-ranking"]
     deviating = table[table["deviation"] != ""]
     assert (deviating["this run"] != deviating["thesis"]).all()
     assert "Oxford/Paris version" in set(deviating["item"])  # revisited, always
@@ -272,3 +282,33 @@ def test_protocol_values_follow_the_parameters():
     smallcnn = ch02.protocol_values({**params, "backbone": "smallcnn", "pretrained": False})
     assert smallcnn["backbone"] == "smallcnn, random weights"
     assert "ImageNet stand-in" in ch02.protocol_values(ch02.CHAPTER.resolve("smoke"))["backbone"]
+
+
+def test_the_diffusion_claim_compares_diffusion_with_the_plain_ranking():
+    results = runs(thesis_like)
+    for seed, result in results.items():
+        for bench, gain in (("roxford5k", 4.0), ("rparis6k", -3.0)):
+            for method, level in (("none", 30.0), ("diffusion", 30.0 + gain)):
+                result.reranked[(bench, f"rerank/{method}", "pca", "mAP H")] = (
+                    level + seed + OFFSETS)
+    claim = ch02.diffusion_claim(results, ch02._evidence(results))
+    by_label = {c["label"]: c["difference"] for c in claim.comparisons}
+    assert by_label == pytest.approx({"diffusion − plain kNN, mAP H, roxford5k": 4.0,
+                                      "diffusion − plain kNN, mAP H, rparis6k": -3.0})
+    assert claim.verdict == "not supported"
+    assert ch02.diffusion_claim(runs(thesis_like), ch02._evidence(runs(thesis_like))) is None
+
+
+def test_rerankings_keep_a_full_ranking_and_plain_is_rank_all():
+    rng = np.random.default_rng(0)
+    db = rng.normal(size=(30, 8)).astype(np.float32)
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    query = db[:4] + 0.05
+    plain = ch02.rerank_rankings(query, db, "none")
+    np.testing.assert_array_equal(plain, np.argsort(-(query @ db.T), axis=1, kind="stable"))
+    for method in ch02.RERANKERS:
+        ranking = ch02.rerank_rankings(query, db, method, ch02.diffusion_graph(db, k=5))
+        assert ranking.shape == (4, 30)
+        assert all(sorted(row) == list(range(30)) for row in ranking.tolist())
+    with pytest.raises(ValueError, match="method must be one of"):
+        ch02.rerank_rankings(query, db, "dfs")
