@@ -15,6 +15,7 @@ from .continual import (
     harmonic_mean,
     old_new_summary,
 )
+from .fast_map import map_from_scores
 from .pr import RECALL_LEVELS, interpolated_precision, mean_precision_recall
 from .recall import drop_self, precision_at_k, rankings_excluding_self, recall_at_k
 from .revisited import SETUPS, revisited_map, revisited_precision_at_k, setup_ground_truth
@@ -43,4 +44,5 @@ __all__ = [
     "revisited_map",
     "revisited_precision_at_k",
     "setup_ground_truth",
+    "map_from_scores",
 ]

@@ -1,5 +1,6 @@
 """Nearest-neighbour search over embeddings."""
 
+from .index import INDEX_KINDS, INDEX_PARAMS, Index, build_index, recall_at
 from .knn import (
     BACKENDS,
     METRICS,
@@ -21,6 +22,11 @@ from .rerank import (
 )
 
 __all__ = [
+    "INDEX_KINDS",
+    "INDEX_PARAMS",
+    "Index",
+    "build_index",
+    "recall_at",
     "BACKENDS",
     "METRICS",
     "DiffusionGraph",

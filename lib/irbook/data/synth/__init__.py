@@ -36,6 +36,12 @@ from irbook.data.synth.sfm import (
     write_distractors,
     write_sfm120k,
 )
+from irbook.data.synth.vectors import (
+    clustered_queries,
+    clustered_vectors,
+    gaussian_vectors,
+    relevance_by_cluster,
+)
 
 __all__ = [
     "CLASSIFICATION_SCALES",
@@ -63,4 +69,8 @@ __all__ = [
     "SFM_SCALES",
     "write_distractors",
     "write_sfm120k",
+    "clustered_queries",
+    "clustered_vectors",
+    "gaussian_vectors",
+    "relevance_by_cluster",
 ]
