@@ -128,11 +128,21 @@ def reranked_of(gain):
             for m, g in (("none", 0.0), ("diffusion", gain))}
 
 
-def runs(level, seeds=(0, 1), aggregation=None, diffusion_gain=None, **kwargs):
+def searched_of(map_loss, seconds_saved=0.25):
+    """Search evidence: IVF-PQ ``map_loss`` points of AP below exact, ``seconds_saved`` ms
+    faster."""
+    return {"exact": {"ap": 60.0 + OFFSETS, "ms": np.array([0.30, 0.31, 0.29])},
+            ch02.CLAIM_PQ: {"ap": 60.0 - map_loss + OFFSETS,
+                            "ms": np.array([0.30, 0.31, 0.29]) - seconds_saved}}
+
+
+def runs(level, seeds=(0, 1), aggregation=None, diffusion_gain=None, pq_loss=None,
+         **kwargs):
     return {s: ch02.OffTheShelfRun({}, scores_of(lambda *a, s=s: level(*a) + s, **kwargs),
                                    aggregated_of(lambda *a, s=s: aggregation(*a) + s)
                                    if aggregation else {},
-                                   reranked_of(diffusion_gain) if diffusion_gain else {})
+                                   reranked_of(diffusion_gain) if diffusion_gain else {},
+                                   searched_of(pq_loss) if pq_loss else {})
             for s in seeds}
 
 
@@ -157,10 +167,10 @@ def test_evidence_holds_the_map_scores_without_their_nan_queries():
 
 def test_claims_are_supported_when_the_thesis_ordering_holds():
     assert verdicts(runs(thesis_like, aggregation=thesis_like_aggregation,
-                         diffusion_gain=5.0)) == {
+                         diffusion_gain=5.0, pq_loss=4.0)) == {
         "whitening_claim": "supported", "weighted_pooling_claim": "supported",
         "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": "supported",
-        "diffusion_claim": "supported"}
+        "diffusion_claim": "supported", "pq_tradeoff_claim": "supported"}
 
 
 def test_the_aggregation_claim_compares_each_embedding_with_bow():
@@ -191,7 +201,8 @@ def test_claims_are_not_supported_when_the_ordering_is_reversed():
     def reversed_aggregation(method, m):
         return 30.0 + SETUP[m] - AGGREGATION[method]
 
-    found = verdicts(runs(reversed_, aggregation=reversed_aggregation, diffusion_gain=-5.0))
+    found = verdicts(runs(reversed_, aggregation=reversed_aggregation, diffusion_gain=-5.0,
+                          pq_loss=-4.0))
     assert set(found.values()) == {"not supported"}
 
 
@@ -213,7 +224,7 @@ def test_claims_a_run_cannot_test_are_none():
     found = verdicts(runs(thesis_like, whitenings=("none",), poolings=("mac", "gem")))
     assert found == {"whitening_claim": None, "weighted_pooling_claim": None,
                      "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": None,
-                     "diffusion_claim": None}
+                     "diffusion_claim": None, "pq_tradeoff_claim": None}
     results = {0: ch02.OffTheShelfRun({}, {k: v for k, v in scores_of(thesis_like).items()
                                            if k[0] != "roxford5k"})}
     assert verdicts(results)["hard_is_harder_claim"] is None
@@ -221,7 +232,8 @@ def test_claims_a_run_cannot_test_are_none():
 
 
 def test_claim_ids_are_those_of_the_claim_functions():
-    results = runs(thesis_like, aggregation=thesis_like_aggregation, diffusion_gain=5.0)
+    results = runs(thesis_like, aggregation=thesis_like_aggregation, diffusion_gain=5.0,
+                   pq_loss=4.0)
     found = {check(results, ch02._evidence(results)).id for check in ch02.CLAIMS}
     assert found == set(ch02.CLAIM_IDS)
 
@@ -265,7 +277,7 @@ def test_protocol_table_explains_every_deviation(profile):
     table = ch02.protocol_table(params)
     assert table["item"].tolist() == ["data", "backbone", "image size", "whitening",
                                       "Oxford/Paris version", "metric",
-                                      "local-feature embedding", "re-ranking"]
+                                      "local-feature embedding", "re-ranking", "search"]
     deviating = table[table["deviation"] != ""]
     assert (deviating["this run"] != deviating["thesis"]).all()
     assert "Oxford/Paris version" in set(deviating["item"])  # revisited, always
@@ -312,3 +324,16 @@ def test_rerankings_keep_a_full_ranking_and_plain_is_rank_all():
         assert all(sorted(row) == list(range(30)) for row in ranking.tolist())
     with pytest.raises(ValueError, match="method must be one of"):
         ch02.rerank_rankings(query, db, "dfs")
+
+
+def test_the_pq_claim_needs_both_lower_map_and_lower_time():
+    results = runs(thesis_like, pq_loss=10.0)
+    claim = ch02.pq_tradeoff_claim(results, ch02._evidence(results))
+    by_label = {c["label"]: c["difference"] for c in claim.comparisons}
+    assert by_label == pytest.approx({"exact − IVF-PQ, mAP@100": 10.0,
+                                      "exact − IVF-PQ, ms per query": 0.25})
+    assert claim.verdict == "supported"
+    faster_and_better = runs(thesis_like, pq_loss=-10.0)  # not a trade
+    assert ch02.pq_tradeoff_claim(faster_and_better, ch02._evidence(
+        faster_and_better)).verdict == "not supported"
+    assert ch02.pq_tradeoff_claim(runs(thesis_like), ch02._evidence(runs(thesis_like))) is None

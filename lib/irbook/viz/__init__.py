@@ -8,7 +8,14 @@ from .crossmodal import (
 )
 from .gallery import GalleryRow, plot_galleries, plot_gallery
 from .grams import plot_grams
-from .plots import plot_lines, plot_map_bars, plot_metric_panels, plot_scatter_panels
+from .plots import (
+    pareto_frontier,
+    plot_lines,
+    plot_map_bars,
+    plot_metric_panels,
+    plot_scatter_panels,
+    plot_tradeoff,
+)
 from .theme import (
     BOOK_WIDTH_IN,
     FIXED_COLOURS,
@@ -29,7 +36,9 @@ __all__ = [
     "plot_gallery",
     "plot_grams",
     "plot_image_results",
+    "pareto_frontier",
     "plot_lines",
+    "plot_tradeoff",
     "plot_map_bars",
     "plot_metric_panels",
     "plot_samples",

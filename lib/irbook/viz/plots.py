@@ -161,3 +161,38 @@ def plot_lines(df: pd.DataFrame, x: str, y: str, hue: str, panel: str | None = N
     if title:
         fig.suptitle(title)
     return fig
+
+
+def pareto_frontier(df: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
+    """The rows no other row beats on both ``cost`` (lower is better) and ``value`` (higher
+    is better), sorted by cost."""
+    _check_columns(df, [("cost", cost), ("value", value)])
+    ordered = df.sort_values([cost, value], ascending=[True, False])
+    best, keep = float("-inf"), []
+    for index, row in ordered.iterrows():
+        if row[value] > best:
+            keep.append(index)
+            best = row[value]
+    return ordered.loc[keep]
+
+
+def plot_tradeoff(df: pd.DataFrame, cost: str, value: str, hue: str,
+                  title: str | None = None) -> Figure:
+    """Accuracy against cost (log scale) per ``hue`` (e.g. search backend), with the Pareto
+    frontier as a dashed line (Table 2.1's accuracy-speed trade-off)."""
+    _check_columns(df, [("cost", cost), ("value", value), ("hue", hue)])
+    if df.empty:
+        raise ValueError("df must hold at least one row")
+    hue_order = [str(v) for v in dict.fromkeys(df[hue])]
+    df = df.assign(**{hue: df[hue].astype(str)})
+    fig = Figure(figsize=(BOOK_WIDTH_IN, 3.4), layout="constrained")
+    ax = fig.subplots()
+    sns.lineplot(data=df, x=cost, y=value, hue=hue, hue_order=hue_order, marker="o", ax=ax,
+                 palette=label_palette(hue_order), sort=True)
+    frontier = pareto_frontier(df, cost, value)
+    ax.plot(frontier[cost], frontier[value], "k--", linewidth=1, label="frontier")
+    ax.set_xscale("log")
+    ax.legend(loc="lower right", fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
