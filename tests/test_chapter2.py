@@ -136,13 +136,21 @@ def searched_of(map_loss, seconds_saved=0.25):
                             "ms": np.array([0.30, 0.31, 0.29]) - seconds_saved}}
 
 
+def schemes_of(gain):
+    """Scheme scores: the grid and the pyramid ``gain`` points above the single pass."""
+    return {("roxford5k", f"scheme/{name}", "none", m): 40.0 + SETUP[m] + g + OFFSETS
+            for name, g in (("single", 0.0), ("grid", gain), ("pyramid", gain / 2))
+            for m in ("mAP M", "mAP H")}
+
+
 def runs(level, seeds=(0, 1), aggregation=None, diffusion_gain=None, pq_loss=None,
-         **kwargs):
+         passes_gain=None, **kwargs):
     return {s: ch02.OffTheShelfRun({}, scores_of(lambda *a, s=s: level(*a) + s, **kwargs),
                                    aggregated_of(lambda *a, s=s: aggregation(*a) + s)
                                    if aggregation else {},
                                    reranked_of(diffusion_gain) if diffusion_gain else {},
-                                   searched_of(pq_loss) if pq_loss else {})
+                                   searched_of(pq_loss) if pq_loss else {},
+                                   schemes_of(passes_gain) if passes_gain else {})
             for s in seeds}
 
 
@@ -167,10 +175,11 @@ def test_evidence_holds_the_map_scores_without_their_nan_queries():
 
 def test_claims_are_supported_when_the_thesis_ordering_holds():
     assert verdicts(runs(thesis_like, aggregation=thesis_like_aggregation,
-                         diffusion_gain=5.0, pq_loss=4.0)) == {
+                         diffusion_gain=5.0, pq_loss=4.0, passes_gain=4.0)) == {
         "whitening_claim": "supported", "weighted_pooling_claim": "supported",
         "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": "supported",
-        "diffusion_claim": "supported", "pq_tradeoff_claim": "supported"}
+        "diffusion_claim": "supported", "pq_tradeoff_claim": "supported",
+        "multiple_passes_claim": "supported"}
 
 
 def test_the_aggregation_claim_compares_each_embedding_with_bow():
@@ -202,7 +211,7 @@ def test_claims_are_not_supported_when_the_ordering_is_reversed():
         return 30.0 + SETUP[m] - AGGREGATION[method]
 
     found = verdicts(runs(reversed_, aggregation=reversed_aggregation, diffusion_gain=-5.0,
-                          pq_loss=-4.0))
+                          pq_loss=-4.0, passes_gain=-4.0))
     assert set(found.values()) == {"not supported"}
 
 
@@ -224,7 +233,8 @@ def test_claims_a_run_cannot_test_are_none():
     found = verdicts(runs(thesis_like, whitenings=("none",), poolings=("mac", "gem")))
     assert found == {"whitening_claim": None, "weighted_pooling_claim": None,
                      "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": None,
-                     "diffusion_claim": None, "pq_tradeoff_claim": None}
+                     "diffusion_claim": None, "pq_tradeoff_claim": None,
+                     "multiple_passes_claim": None}
     results = {0: ch02.OffTheShelfRun({}, {k: v for k, v in scores_of(thesis_like).items()
                                            if k[0] != "roxford5k"})}
     assert verdicts(results)["hard_is_harder_claim"] is None
@@ -233,7 +243,7 @@ def test_claims_a_run_cannot_test_are_none():
 
 def test_claim_ids_are_those_of_the_claim_functions():
     results = runs(thesis_like, aggregation=thesis_like_aggregation, diffusion_gain=5.0,
-                   pq_loss=4.0)
+                   pq_loss=4.0, passes_gain=4.0)
     found = {check(results, ch02._evidence(results)).id for check in ch02.CLAIMS}
     assert found == set(ch02.CLAIM_IDS)
 
@@ -277,7 +287,8 @@ def test_protocol_table_explains_every_deviation(profile):
     table = ch02.protocol_table(params)
     assert table["item"].tolist() == ["data", "backbone", "image size", "whitening",
                                       "Oxford/Paris version", "metric",
-                                      "local-feature embedding", "re-ranking", "search"]
+                                      "local-feature embedding", "re-ranking",
+                                      "extraction schemes", "search"]
     deviating = table[table["deviation"] != ""]
     assert (deviating["this run"] != deviating["thesis"]).all()
     assert "Oxford/Paris version" in set(deviating["item"])  # revisited, always
@@ -337,3 +348,37 @@ def test_the_pq_claim_needs_both_lower_map_and_lower_time():
     assert ch02.pq_tradeoff_claim(faster_and_better, ch02._evidence(
         faster_and_better)).verdict == "not supported"
     assert ch02.pq_tradeoff_claim(runs(thesis_like), ch02._evidence(runs(thesis_like))) is None
+
+
+def test_the_passes_claim_compares_grid_and_pyramid_with_one_pass():
+    results = runs(thesis_like, passes_gain=-6.0)
+    claim = ch02.multiple_passes_claim(results, ch02._evidence(results))
+    by_label = {c["label"]: c["difference"] for c in claim.comparisons}
+    assert by_label == pytest.approx({
+        "patches: rigid grid 2×2 − single pass, mean mAP": -6.0,
+        "patches: spatial pyramid 1 + 2×2 − single pass, mean mAP": -3.0})
+    assert claim.verdict == "not supported"
+
+
+def test_scheme_descriptors_of_a_tiny_network():
+    import torch
+
+    from irbook.models import gem, l2n, make_backbone
+
+    net = make_backbone("smallcnn", pretrained=False, seed=0).eval()
+    head = (torch.randn(5, net.out_channels, generator=torch.Generator().manual_seed(0)),
+            torch.zeros(5))
+    images = [torch.rand(3, 48, 64, generator=torch.Generator().manual_seed(i))
+              for i in range(3)]
+    found, seconds = ch02.scheme_descriptors(net, head, images, "cpu")
+    assert set(found) == set(ch02.SCHEMES) == set(seconds)
+    with torch.no_grad():
+        single = torch.cat([l2n(gem(net(im.unsqueeze(0)))) for im in images]).numpy()
+        scores = torch.stack([net(im.unsqueeze(0)).mean(dim=(2, 3))[0] @ head[0].T
+                              for im in images])
+    np.testing.assert_allclose(found["single"], single, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(found["fc"], (scores / scores.norm(dim=1, keepdim=True))
+                               .numpy(), rtol=1e-4, atol=1e-6)
+    assert found["fc"].shape == (3, 5) and found["fusion"].shape == (3, net.out_channels + 5)
+    for name, rows in found.items():
+        np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, rtol=1e-5, err_msg=name)

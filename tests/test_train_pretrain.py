@@ -122,3 +122,27 @@ def test_fingerprint_covers_names_and_bytes(tmp_path):
     second = training_fingerprint(tmp_path)
     (tmp_path / "a" / "x.png").rename(tmp_path / "a" / "y.png")
     assert len({first, second, training_fingerprint(tmp_path)}) == 3
+
+
+def test_the_classifier_head_is_saved_and_classifies_the_training_images(fits, monkeypatch):
+    from irbook.data.images import ImageFolderDataset
+    from irbook.train.pretrain import cached_head
+    from irbook.train.standin import STANDIN_IMAGE_SIZE, standin_head
+
+    weight, bias = standin_head(**RUN)
+    assert weight.shape == (TINY["n_classes"], 256) and bias.shape == (TINY["n_classes"],)
+    backbone = standin_backbone(**RUN)
+    assert fits == [1]  # one training gave both
+    images = ImageFolderDataset(standin_data(seed=0, scale="tiny") / "train",
+                                image_size=STANDIN_IMAGE_SIZE, train=False)
+    batch = torch.stack([images[i][0] for i in range(len(images))])
+    with torch.no_grad():
+        logits = backbone(batch).mean(dim=(2, 3)) @ weight.T + bias
+    assert logits.shape == (len(images), TINY["n_classes"])
+    assert not torch.allclose(logits[:, 0], logits[:, 1])  # a trained, non-constant head
+    path = standin_weights_path(seed=0, scale="tiny", epochs=1)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    del payload["head"]
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="holds no classifier head"):
+        cached_head(path)

@@ -86,6 +86,9 @@ CHAPTER = Chapter(
                   "backbone's channels)", low=8, high=1_000_000),
             Param("diffusion_k", int, "neighbours of every database image in the diffusion "
                   "graph (Iscen et al.: 50)", low=1, high=10_000),
+            Param("schemes", str, "feature-extraction schemes (multi-scale, patches, FC, "
+                  "fusion, CAM-weighted CroW): all, or none to skip them",
+                  choices=("all", "none")),
             Param("search_n", int, "vectors of the clustered database of the search "
                   "trade-off (Table 2.1); 0 skips it", low=0, high=1_000_000_000),
             Param("search_dim", int, "their dimension", low=8, high=4096),
@@ -95,17 +98,17 @@ CHAPTER = Chapter(
                           pretrain_epochs=2, pooling="all", whitening="both", whitening_dim=0,
                           image_size=64, dataset="all", gallery_queries=2,
                           aggregation="all", aggregation_dim=512, diffusion_k=50,
-                          search_n=3000, search_dim=32),
+                          search_n=3000, search_dim=32, schemes="all"),
             "demo": dict(COMMON_DEFAULTS["demo"], backbone="smallcnn", pretrained=True,
                          pretrain_epochs=12, pooling="all", whitening="both",
                          whitening_dim=128, image_size=128, dataset="all", gallery_queries=3,
                          aggregation="all", aggregation_dim=1024, diffusion_k=50,
-                          search_n=50000, search_dim=128),
+                          search_n=50000, search_dim=128, schemes="all"),
             "full": dict(COMMON_DEFAULTS["full"], backbone="resnet101", pretrained=True,
                          pretrain_epochs=0, pooling="all", whitening="both", whitening_dim=0,
                          image_size=1024, dataset="all", gallery_queries=3,
                          aggregation="all", aggregation_dim=16384, diffusion_k=50,
-                          search_n=1000000, search_dim=512),
+                          search_n=1000000, search_dim=512, schemes="all"),
         },
     ),
 )
@@ -167,6 +170,9 @@ def protocol_values(params: Mapping[str, Any]) -> dict[str, str]:
         "re-ranking": f"GeM ({'PCA-whitened' if params['whitening'] != 'none' else 'raw'}); "
                       f"average QE and alpha-QE (top {QE_NEIGHBOURS}, alpha {QE_ALPHA:g}); "
                       f"diffusion on a {params['diffusion_k']}-NN graph, s^3, alpha 0.99",
+        "extraction schemes": ("single pass, multi-scale, rigid grid, spatial pyramid, FC "
+                               "layer, conv + FC fusion, CroW, CAM-weighted CroW, one backbone"
+                               if params["schemes"] == "all" else "not run"),
         "search": (f"exact, IVF-Flat, IVF-PQ, HNSW and binary codes (FAISS) on "
                    f"{params['search_n']:,} clustered {params['search_dim']}-d vectors, one "
                    "machine" if params["search_n"] else "not run"),
@@ -186,6 +192,8 @@ DEVIATION_REASONS = {
                                "and one backbone for every method make them comparable",
     "re-ranking": "the thesis sets published numbers side by side; here every re-ranking "
                   "starts from the same descriptors",
+    "extraction schemes": "the thesis sets published numbers side by side; here every scheme "
+                          "uses the same backbone and images",
     "search": "published timings come from different machines and indexes; here every "
               "backend searches the same vectors on the same machine",
 }
@@ -329,13 +337,15 @@ class OffTheShelfRun:
     """The features and scores of one seed (the stand-in backbone depends on the seed);
     ``aggregated`` holds the scores of the local-feature embeddings (whitening "none"),
     ``reranked`` those of the re-rankings (method ``rerank/<name>``), ``search`` the per-query
-    AP and timed repeats of every search setting (:func:`search_tradeoff`)."""
+    AP and timed repeats of every search setting (:func:`search_tradeoff`), ``schemes`` the
+    scores of the extraction schemes (method ``scheme/<name>``, :func:`scheme_scores`)."""
 
     descriptors: dict[str, BenchmarkDescriptors]
     scores: dict[tuple[str, str, str, str], np.ndarray]
     aggregated: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict)
     reranked: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict)
     search: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    schemes: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict)
 
 
 def run_offtheshelf(run: Session, benchmarks: dict[str, InstanceBenchmark]
@@ -437,6 +447,119 @@ def aggregation_table(results: Mapping[int, OffTheShelfRun]) -> pd.DataFrame:
                                "local-feature embedding", "pooling")
     table["method"] = table["method"].map(lambda m: AGGREGATION_LABELS.get(m, m))
     return table.drop(columns="whitening")
+
+
+# --- feature-extraction schemes (Sec. 2.3.1, Figs. 2.6-2.7) --------------------------------
+
+SCHEMES = {"single": "single pass (GeM)", "multiscale": "multi-scale (1, 1/√2, 1/2)",
+           "grid": "patches: rigid grid 2×2", "pyramid": "patches: spatial pyramid 1 + 2×2",
+           "fc": "FC layer", "fusion": "conv (GeM) + FC fusion", "crow": "CroW",
+           "cam_crow": "CAM-weighted CroW"}
+CAM_CLASSES = 10
+"""Classes whose activation maps weight the features in CAM-weighted CroW."""
+
+
+def classifier_head(params: Mapping[str, Any], seed: int, device: str) -> tuple:
+    """The linear classifier on the backbone's pooled maps: the stand-in's (trained with it on
+    its synthetic classes) or torchvision's ImageNet one."""
+    from ..models import pretrained_head
+    from ..train.standin import standin_head
+
+    if params["backbone"] == "smallcnn":
+        return standin_head(seed=seed, scale=synth_scale(params["profile"]),
+                            epochs=params["pretrain_epochs"], device=device)
+    return pretrained_head(params["backbone"])
+
+
+def _one_image_schemes(backbone: torch.nn.Module, classifier: torch.nn.Module,
+                       image: torch.Tensor, done: Mapping[str, torch.Tensor]) -> dict:
+    """Every scheme of one image (1, 3, H, W) as a function, called (and timed) in the order
+    of :data:`SCHEMES`; ``done`` holds the results so far (fusion reuses single and fc)."""
+    from ..models import (
+        cam_crow,
+        crow,
+        fc_features,
+        fuse_layers,
+        gem,
+        l2n,
+        multiscale_descriptor,
+        patch_descriptors,
+    )
+
+    maps = backbone(image)
+    weight, bias = classifier[-1].weight, classifier[-1].bias
+    return {"single": lambda: l2n(gem(maps)),
+            "multiscale": lambda: multiscale_descriptor(backbone, image, pooling="gem"),
+            "grid": lambda: patch_descriptors(backbone, image, scheme="grid"),
+            "pyramid": lambda: patch_descriptors(backbone, image, scheme="pyramid"),
+            "fc": lambda: fc_features(classifier, image, classifier[-1]),
+            "fusion": lambda: fuse_layers(done["single"], done["fc"]),
+            "crow": lambda: l2n(crow(maps)),
+            "cam_crow": lambda: cam_crow(maps, weight, top_classes=min(CAM_CLASSES,
+                                                                       len(weight)),
+                                         class_bias=bias)}
+
+
+@torch.no_grad()
+def scheme_descriptors(backbone: torch.nn.Module, head: tuple, dataset: Any,
+                       device: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Descriptors (N, D) of every image under every scheme of :data:`SCHEMES`, and each
+    scheme's seconds (the shared forward pass of the whole image counts for the single pass)."""
+    import time
+
+    classifier = torch.nn.Sequential(backbone, torch.nn.AdaptiveAvgPool2d(1),
+                                     torch.nn.Flatten(), torch.nn.Linear(*head[0].shape[::-1]))
+    classifier[-1].load_state_dict({"weight": head[0], "bias": head[1]})
+    classifier.eval().to(device)
+    rows: dict[str, list] = {name: [] for name in SCHEMES}
+    seconds = dict.fromkeys(SCHEMES, 0.0)
+    for index in range(len(dataset)):
+        image = dataset[index]
+        image = (image[0] if isinstance(image, tuple) else image).unsqueeze(0).to(device)
+        done: dict[str, torch.Tensor] = {}
+        started = time.perf_counter()
+        schemes = _one_image_schemes(backbone, classifier, image, done)
+        seconds["single"] += time.perf_counter() - started
+        for name, compute in schemes.items():
+            started = time.perf_counter()
+            done[name] = compute()
+            seconds[name] += time.perf_counter() - started
+            rows[name].append(done[name].float().cpu())
+    return {n: torch.cat(r).numpy() for n, r in rows.items()}, seconds
+
+
+def scheme_scores(run: Session) -> pd.DataFrame:
+    """Every extraction scheme on every evaluated benchmark (no whitening): per-query scores
+    kept as each seed's ``schemes``; returns the mean table with milliseconds per image."""
+    p, timings = run.params, []
+    for seed, result in run.state["results"].items():
+        net = prepare_backbone(p["backbone"], p["pretrained"], seed=seed,
+                               scale=synth_scale(p["profile"]), epochs=p["pretrain_epochs"],
+                               device=run.device)
+        head = classifier_head(p, seed, run.device)
+        for name in evaluated_benchmarks(p):
+            bench = result.descriptors[name].benchmark
+            db, db_s = scheme_descriptors(net, head, ImageListDataset(
+                bench.db_paths, max_size=p["image_size"]), run.device)
+            if bench.query_db_index is not None:
+                query = {k: v[bench.query_db_index] for k, v in db.items()}
+            else:
+                query = scheme_descriptors(net, head, ImageListDataset(
+                    bench.query_paths, boxes=bench.query_boxes, max_size=p["image_size"]),
+                    run.device)[0]
+            for scheme in SCHEMES:
+                timings.append({"scheme": scheme, "ms per image":
+                                1000 * db_s[scheme] / len(bench.db_paths)})
+                for metric, values in evaluate_per_query(bench, query[scheme], db[scheme],
+                                                         run.device).items():
+                    result.schemes[(name, f"scheme/{scheme}", "none", metric)] = values
+    table = score_table({s: r.schemes for s, r in run.state["results"].items()})
+    wide = table.pivot_table(index="pooling", columns=["benchmark", "metric"], values="value",
+                             sort=False)
+    wide[("time", "ms per image")] = pd.DataFrame(timings).groupby("scheme").mean()[
+        "ms per image"].reindex([k.removeprefix("scheme/") for k in wide.index]).to_numpy()
+    wide.index = [SCHEMES[k.removeprefix("scheme/")] for k in wide.index]
+    return wide.round(2)
 
 
 # --- query-time re-ranking: query expansion and diffusion (Sec. 2.4.2, Table 2.1) ----------
@@ -626,7 +749,7 @@ def _evidence(results: Mapping[int, OffTheShelfRun]) -> list[Evidence]:
     out = []
     for seed, result in results.items():
         evidence = Evidence(seed)
-        every = {**result.scores, **result.aggregated, **result.reranked}
+        every = {**result.scores, **result.aggregated, **result.reranked, **result.schemes}
         for (bench, pooling, whitening, metric), values in every.items():
             if metric.startswith("mAP"):
                 keep = ~np.isnan(values)
@@ -742,11 +865,29 @@ def pq_tradeoff_claim(results, evidence):
                           "Sec. 2.5, Table 2.1", comparisons, evidence)
 
 
+def multiple_passes_claim(results, evidence):
+    """Several passes over image patches (rigid grid, spatial pyramid) raise the mean mAP over
+    one pass over the whole image, both with GeM (Sec. 2.3.1.2)."""
+    first = next(iter(results.values()))
+    keys = [k for k in first.schemes if k[3].startswith("mAP")]
+    if not keys:
+        return None
+
+    def names(scheme):
+        return tuple(_name(*k) for k in keys if k[1] == f"scheme/{scheme}")
+
+    comparisons = [Comparison(f"{SCHEMES[s]} − single pass, mean mAP", names(s),
+                              names("single")) for s in ("grid", "pyramid")]
+    return evaluate_claim("ch02.multiple_passes_help", "Multiple passes over image patches "
+                          "retrieve better than one pass over the whole image",
+                          "Sec. 2.3.1.2, Fig. 2.7", comparisons, evidence)
+
+
 CLAIMS = (whitening_claim, weighted_pooling_claim, hard_is_harder_claim,
-          vlad_fv_beat_bow_claim, diffusion_claim, pq_tradeoff_claim)
+          vlad_fv_beat_bow_claim, diffusion_claim, pq_tradeoff_claim, multiple_passes_claim)
 CLAIM_IDS = ("ch02.whitening_helps", "ch02.weighted_beats_spoc", "ch02.hard_is_harder",
              "ch02.vlad_fv_beat_bow", "ch02.diffusion_raises_hard",
-             "ch02.ivfpq_trades_map_for_speed")
+             "ch02.ivfpq_trades_map_for_speed", "ch02.multiple_passes_help")
 
 
 def check_claims(run: Session) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from irbook.models.backbones import (
     PretrainedWeightsMissingError,
     SmallCNN,
     make_backbone,
+    pretrained_head,
     pretrained_weights_path,
     require_pretrained_weights,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "make_pooling",
     "pool_maps",
     "sample_local_descriptors",
+    "pretrained_head",
     "pretrained_weights_path",
     "require_pretrained_weights",
     "rmac",

@@ -23,6 +23,7 @@ __all__ = [
     "PretrainedWeightsMissingError",
     "SmallCNN",
     "make_backbone",
+    "pretrained_head",
     "pretrained_weights_path",
 ]
 
@@ -144,6 +145,22 @@ def _torchvision_trunk(name: str, pretrained: bool) -> _TorchvisionTrunk:
     children = dict(net.named_children())
     keep = list(children)[: list(children).index("inception5b") + 1]
     return _TorchvisionTrunk([children[k] for k in keep], 1024, half_range_input=pretrained)
+
+
+_HEADS = {"resnet18": "fc", "resnet50": "fc", "resnet101": "fc", "googlenet": "fc",
+          "mobilenet_v2": "classifier.1"}
+"""The linear ImageNet classifier on the globally pooled last conv maps, per torchvision net."""
+
+
+def pretrained_head(name: str) -> tuple[Tensor, Tensor]:
+    """The ImageNet classifier (weight (1000, C), bias) that ``name`` applies to its globally
+    average-pooled feature maps, from the cached weights (FC features, class activation
+    maps). VGG16's classifier works on the flattened 7x7 maps and is refused."""
+    if name not in _HEADS:
+        raise ValueError(f"backbone {name!r} has no linear classifier on pooled maps; choose "
+                         f"one of {', '.join(_HEADS)} (or smallcnn with its stand-in head)")
+    state = _load_pretrained_state(name)
+    return state[f"{_HEADS[name]}.weight"], state[f"{_HEADS[name]}.bias"]
 
 
 def _check_name(name: str) -> None:

@@ -80,7 +80,8 @@ def pretrain_classifier(
     same config (see :func:`pretrain_config`; put a dataset identifier in ``extra_config``) they
     are loaded instead of training. Otherwise the model is trained with :func:`fit` (Adam, cosine
     learning rate over the epochs, resumable from ``<cache_path>.<config digest>.partial``) and
-    the backbone's state dict is saved atomically with the config. Returns the backbone on
+    the backbone's state dict is saved atomically with the config, and the linear classifier
+    (``head``: weight, bias) beside it (:func:`cached_head`). Returns the backbone on
     ``device`` in eval mode.
     """
     for name, value in (("num_classes", num_classes), ("epochs", epochs),
@@ -107,6 +108,18 @@ def pretrain_classifier(
     fit(classifier, loader, _cross_entropy, optimizer, epochs=epochs, device=device,
         checkpoint=partial, seed=seed, progress=progress, desc="pretrain", scheduler=scheduler)
     weights = {name: tensor.detach().cpu() for name, tensor in backbone.state_dict().items()}
-    atomic_save({"config": config, "state_dict": weights}, cache_path)
+    head = {name: tensor.detach().cpu() for name, tensor in classifier[3].state_dict().items()}
+    atomic_save({"config": config, "state_dict": weights, "head": head}, cache_path)
     partial.unlink(missing_ok=True)
     return backbone.to(device).eval()
+
+
+def cached_head(cache_path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear classifier (weight (classes, C), bias (classes,)) saved with a pre-trained
+    backbone by :func:`pretrain_classifier`: the fully-connected layer of the stand-in (FC
+    features, class activation maps)."""
+    payload = load_checkpoint(Path(cache_path))
+    if not isinstance(payload, dict) or "head" not in payload:
+        raise ValueError(f"{cache_path} holds no classifier head; it was written before heads "
+                         "were saved: delete it and the backbone is trained again")
+    return payload["head"]["weight"], payload["head"]["bias"]

@@ -21,8 +21,8 @@ from irbook.models import make_backbone
 from irbook.paths import cache_dir, synthetic_dir
 from irbook.train.pretrain import pretrain_classifier
 
-__all__ = ["STANDIN_IMAGE_SIZE", "standin_backbone", "standin_data", "standin_weights",
-           "standin_weights_path", "training_fingerprint"]
+__all__ = ["STANDIN_IMAGE_SIZE", "standin_backbone", "standin_data", "standin_head",
+           "standin_weights", "standin_weights_path", "training_fingerprint"]
 
 STANDIN_IMAGE_SIZE = 64  # pixels of the synthetic training images and crops
 STANDIN_LR = 3e-3
@@ -65,7 +65,8 @@ def standin_backbone(*, seed: int, scale: str, epochs: int, device: str,
     extra = {"dataset": "synthetic-classification", "scale": scale,
              "image_size": STANDIN_IMAGE_SIZE,
              "generator_version": synth_classification.GENERATOR_VERSION,
-             "train_files": training_fingerprint(Path(root) / "train"), "init": "seeded"}
+             "train_files": training_fingerprint(Path(root) / "train"), "init": "seeded",
+             "head": "saved"}
     backbone = make_backbone("smallcnn", seed=seed)  # the same initial weights in every process
     return pretrain_classifier(backbone, train_set, len(train_set.classes),
                                epochs=epochs, lr=STANDIN_LR, batch_size=STANDIN_BATCH_SIZE,
@@ -81,3 +82,13 @@ def standin_weights(*, seed: int, scale: str, epochs: int, device: str,
     ``IncrementalConfig(backbone="smallcnn", pretrained=False, backbone_weights=...)``."""
     standin_backbone(seed=seed, scale=scale, epochs=epochs, device=device, progress=progress)
     return standin_weights_path(seed=seed, scale=scale, epochs=epochs)
+
+
+def standin_head(*, seed: int, scale: str, epochs: int, device: str,
+                 progress: bool = True) -> tuple:
+    """The linear classifier (weight (classes, C), bias) trained with the stand-in backbone on
+    its synthetic classes (trained first when needed): its FC layer."""
+    from irbook.train.pretrain import cached_head
+
+    standin_backbone(seed=seed, scale=scale, epochs=epochs, device=device, progress=progress)
+    return cached_head(standin_weights_path(seed=seed, scale=scale, epochs=epochs))
