@@ -286,12 +286,13 @@ def test_protocol_table_explains_every_deviation(profile):
     params = ch02.CHAPTER.resolve(profile)
     table = ch02.protocol_table(params)
     assert table["item"].tolist() == ["data", "backbone", "image size", "whitening",
-                                      "Oxford/Paris version", "metric",
+                                      "Oxford/Paris version", "distractors", "metric",
                                       "local-feature embedding", "re-ranking",
                                       "extraction schemes", "search"]
     deviating = table[table["deviation"] != ""]
     assert (deviating["this run"] != deviating["thesis"]).all()
-    assert "Oxford/Paris version" in set(deviating["item"])  # revisited, always
+    assert ("Oxford/Paris version" in set(deviating["item"])) == (
+        params["oxford_version"] == "revisited")
     assert ("data" in set(deviating["item"])) == params["synthetic"]
     assert ("image size" in set(deviating["item"])) == (params["image_size"] != 1024)
 
@@ -382,3 +383,24 @@ def test_scheme_descriptors_of_a_tiny_network():
     assert found["fc"].shape == (3, 5) and found["fusion"].shape == (3, net.out_channels + 5)
     for name, rows in found.items():
         np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, rtol=1e-5, err_msg=name)
+
+
+def test_the_original_protocol_and_distractors_replace_the_revisited_benchmarks(tmp_path):
+    params = {**ch02.CHAPTER.resolve("smoke"), "oxford_version": "original"}
+    assert ch02.evaluated_benchmarks(params) == ["oxford5k", "paris6k", "holidays", "ukbench"]
+    assert ch02.benchmarks_needed("holidays", "pca", "original") == ["holidays", "paris6k"]
+    assert ch02.companion("oxford5k", "original") == "paris6k"
+    found = ch02.open_benchmarks(["oxford5k", "holidays"], synthetic=True, root=tmp_path,
+                                 seed=0, scale="smoke", distractors=12)
+    plain = ch02.open_benchmarks(["oxford5k"], synthetic=True, root=tmp_path, seed=0,
+                                 scale="smoke")["oxford5k"]
+    oxford = found["oxford5k"]
+    assert oxford.protocol == "oxford" and set(oxford.gnd[0]) == {"ok", "junk"}
+    assert oxford.db_paths[:plain.n_db] == plain.db_paths and oxford.n_db == plain.n_db + 12
+    assert all("revisitop1m" in str(p) for p in oxford.db_paths[plain.n_db:])
+    assert found["holidays"].n_db == ch02.open_benchmarks(
+        ["holidays"], synthetic=True, root=tmp_path, seed=0, scale="smoke")["holidays"].n_db
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(oxford.n_queries, 8)).astype(np.float32)
+    d = rng.normal(size=(oxford.n_db, 8)).astype(np.float32)
+    assert set(ch02.evaluate_per_query(oxford, q, d)) == {"mAP"}

@@ -36,7 +36,10 @@ from . import COMMON_DEFAULTS, COMMON_PARAMS, Chapter, Session, start
 
 BENCHMARKS = INSTANCE_BENCHMARKS
 WHITENING_COMPANION = {"roxford5k": "rparis6k", "rparis6k": "roxford5k",
+                       "oxford5k": "paris6k", "paris6k": "oxford5k",
                        "holidays": "rparis6k", "ukbench": "rparis6k"}
+ORIGINAL = {"roxford5k": "oxford5k", "rparis6k": "paris6k"}
+"""The original (2007) benchmark behind each revisited one (``oxford_version`` original)."""
 SYNTH_IMAGE_SIZE = {"smoke": 96, "demo": 160}
 REVISITED_SETUPS = {"easy": "mAP E", "medium": "mAP M", "hard": "mAP H"}
 
@@ -47,10 +50,16 @@ def preflight(params: dict) -> None:
         require_pretrained_weights(params["backbone"])
     if not params["synthetic"]:
         root = data_root(False, params["data_root"])
-        for name in benchmarks_needed(params["dataset"], params["whitening"]):
+        for name in benchmarks_needed(params["dataset"], params["whitening"],
+                                      params["oxford_version"]):
             require(root / name, name, HOW_TO_GET[name])
             bench = load_instance_benchmark(root, name)
             check_images([*bench.db_paths, *bench.query_paths], name, sample=200)
+        if params["distractors"]:
+            from ..data.distractors import DISTRACTOR_NAME
+            from ..data.distractors import HOW_TO_GET as DISTRACTORS_HOW_TO_GET
+
+            require(root / DISTRACTOR_NAME, DISTRACTOR_NAME, DISTRACTORS_HOW_TO_GET)
 
 
 CHAPTER = Chapter(
@@ -86,6 +95,13 @@ CHAPTER = Chapter(
                   "backbone's channels)", low=8, high=1_000_000),
             Param("diffusion_k", int, "neighbours of every database image in the diffusion "
                   "graph (Iscen et al.: 50)", low=1, high=10_000),
+            Param("oxford_version", str, "Oxford5k / Paris6k ground truth: revisited (2018, "
+                  "Easy/Medium/Hard) or original (2007, the thesis' tables); the dataset "
+                  "names roxford5k / rparis6k then stand for oxford5k / paris6k",
+                  choices=("revisited", "original")),
+            Param("distractors", int, "distractor images added to the Oxford and Paris "
+                  "databases (the thesis' +100k setting; the revisitop1m list, synthetic on "
+                  "the CPU profiles)", low=0, high=1_000_000),
             Param("schemes", str, "feature-extraction schemes (multi-scale, patches, FC, "
                   "fusion, CAM-weighted CroW): all, or none to skip them",
                   choices=("all", "none")),
@@ -98,17 +114,20 @@ CHAPTER = Chapter(
                           pretrain_epochs=2, pooling="all", whitening="both", whitening_dim=0,
                           image_size=64, dataset="all", gallery_queries=2,
                           aggregation="all", aggregation_dim=512, diffusion_k=50,
-                          search_n=3000, search_dim=32, schemes="all"),
+                          search_n=3000, search_dim=32, schemes="all",
+                          oxford_version="revisited", distractors=0),
             "demo": dict(COMMON_DEFAULTS["demo"], backbone="smallcnn", pretrained=True,
                          pretrain_epochs=12, pooling="all", whitening="both",
                          whitening_dim=128, image_size=128, dataset="all", gallery_queries=3,
                          aggregation="all", aggregation_dim=1024, diffusion_k=50,
-                          search_n=50000, search_dim=128, schemes="all"),
+                          search_n=50000, search_dim=128, schemes="all",
+                          oxford_version="revisited", distractors=0),
             "full": dict(COMMON_DEFAULTS["full"], backbone="resnet101", pretrained=True,
                          pretrain_epochs=0, pooling="all", whitening="both", whitening_dim=0,
                          image_size=1024, dataset="all", gallery_queries=3,
                          aggregation="all", aggregation_dim=16384, diffusion_k=50,
-                          search_n=1000000, search_dim=512, schemes="all"),
+                          search_n=1000000, search_dim=512, schemes="all",
+                          oxford_version="original", distractors=100_000),
         },
     ),
 )
@@ -126,8 +145,20 @@ def synth_scale(profile: str) -> str:
     return "smoke" if profile == "smoke" else "demo"
 
 
+def versioned(names: Iterable[str], version: str) -> list[str]:
+    """``names`` with Oxford/Paris in ``version`` (the holidays/Paris companion too)."""
+    return [ORIGINAL.get(n, n) if version == "original" else n for n in names]
+
+
+def companion(name: str, version: str = "revisited") -> str:
+    """The collection whitening and codebooks of ``name`` are learned on (Oxford ↔ Paris,
+    Paris for Holidays and UKBench), in ``version``."""
+    return versioned([WHITENING_COMPANION[name]], version)[0]
+
+
 def evaluated_benchmarks(params: Mapping[str, Any]) -> list[str]:
-    return list(BENCHMARKS) if params["dataset"] == "all" else [params["dataset"]]
+    names = list(BENCHMARKS) if params["dataset"] == "all" else [params["dataset"]]
+    return versioned(names, params["oxford_version"])
 
 
 def poolings_of(params: Mapping[str, Any]) -> list[str]:
@@ -138,11 +169,11 @@ def whitenings_of(params: Mapping[str, Any]) -> list[str]:
     return ["none", "pca"] if params["whitening"] == "both" else [params["whitening"]]
 
 
-def benchmarks_needed(dataset: str, whitening: str) -> list[str]:
+def benchmarks_needed(dataset: str, whitening: str, version: str = "revisited") -> list[str]:
     """Benchmarks to evaluate, plus the companions that whitening is learned on."""
-    evaluated = list(BENCHMARKS) if dataset == "all" else [dataset]
+    evaluated = versioned(list(BENCHMARKS) if dataset == "all" else [dataset], version)
     if whitening != "none":
-        evaluated += [WHITENING_COMPANION[name] for name in evaluated]
+        evaluated += [companion(name, version) for name in evaluated]
     return list(dict.fromkeys(evaluated))
 
 
@@ -156,12 +187,16 @@ def protocol_values(params: Mapping[str, Any]) -> dict[str, str]:
                 f"{params['backbone']}, ImageNet" if params["pretrained"] else
                 f"{params['backbone']}, random weights")
     return {
-        "data": f"revisited Oxford/Paris, Holidays, UKBench ({synthetic})",
+        "data": f"Oxford/Paris, Holidays, UKBench ({synthetic})",
         "backbone": backbone,
         "image size": f"{params['image_size']} px longer side",
         "whitening": ("PCA, learned on the companion collection" if params["whitening"] != "none"
                       else "none"),
-        "Oxford/Paris version": "revisited (2018), Easy/Medium/Hard",
+        "Oxford/Paris version": ("revisited (2018), Easy/Medium/Hard"
+                                 if params["oxford_version"] == "revisited" else
+                                 "original (2007)"),
+        "distractors": (f"+{params['distractors']:,} of the revisitop1m list in the Oxford and "
+                        "Paris databases" if params["distractors"] else "none"),
         "metric": "mAP (trapezoid AP), N-S score on UKBench",
         "local-feature embedding": (
             f"BoW, VLAD and Fisher vectors, all {params['aggregation_dim']}-d, codebooks "
@@ -187,7 +222,9 @@ DEVIATION_REASONS = {
     "image size": "CPU time",
     "whitening": "switched off by the whitening parameter",
     "Oxford/Paris version": "the original 2007 ground truth has known errors; the revisited "
-                            "one is the current standard",
+                            "one is the current standard (-p oxford_version original)",
+    "distractors": "set by the distractors parameter; revisitop1m, the distractor set of the "
+                   "revisited benchmarks, stands in for Flickr100k",
     "local-feature embedding": "the thesis sets published numbers side by side; one length "
                                "and one backbone for every method make them comparable",
     "re-ranking": "the thesis sets published numbers side by side; here every re-ranking "
@@ -206,23 +243,50 @@ def protocol_table(params: Mapping[str, Any]) -> pd.DataFrame:
 
 # --- data and features -----------------------------------------------------------------------
 
-def open_benchmarks(names: Iterable[str], *, synthetic: bool, root: str | Path | None,
-                    seed: int, scale: str) -> dict[str, InstanceBenchmark]:
-    """Load benchmarks from their official layouts, writing the synthetic ones first if asked."""
+def benchmark_folder(synthetic: bool, root: str | Path | None, scale: str) -> Path:
     folder = data_root(synthetic, root)
+    return folder if not synthetic or root else folder / scale
+
+
+def open_benchmarks(names: Iterable[str], *, synthetic: bool, root: str | Path | None,
+                    seed: int, scale: str, distractors: int = 0) -> dict[str, InstanceBenchmark]:
+    """Load benchmarks from their official layouts, writing the synthetic ones first if
+    asked; the Oxford and Paris databases gain the first ``distractors`` images of the
+    revisitop1m list."""
+    names, folder = list(names), benchmark_folder(synthetic, root, scale)
     if synthetic:
-        folder = folder if root else folder / scale
         synth.ensure_instance_suite(folder, seed=seed, scale=scale,
                                     image_size=SYNTH_IMAGE_SIZE[scale])
-    return {name: load_instance_benchmark(folder, name) for name in names}
+        if set(names) & set(ORIGINAL.values()):
+            synth.ensure_oxford_original(folder, seed=seed, scale=scale,
+                                         image_size=SYNTH_IMAGE_SIZE[scale])
+        if distractors:
+            synth.write_distractors(folder, seed=seed, n=distractors,
+                                    image_size=SYNTH_IMAGE_SIZE[scale])
+    benchmarks = {name: load_instance_benchmark(folder, name) for name in names}
+    if distractors:
+        from ..data.distractors import load_distractors
+
+        extra = load_distractors(folder, distractors)
+        for name in set(benchmarks) & {*ORIGINAL, *ORIGINAL.values()}:
+            benchmarks[name] = with_distractors(benchmarks[name], extra)
+    return benchmarks
+
+
+def with_distractors(bench: InstanceBenchmark, paths: Sequence[Path]) -> InstanceBenchmark:
+    """``bench`` with ``paths`` appended to its database: negatives of every query (the
+    ground truth indexes the original images, which keep their positions)."""
+    import dataclasses
+
+    return dataclasses.replace(bench, db_paths=[*bench.db_paths, *paths])
 
 
 def load_benchmarks(run: Session) -> dict[str, InstanceBenchmark]:
     """The benchmarks the run evaluates and the companions whitening is learned on."""
     p = run.params
-    return open_benchmarks(benchmarks_needed(p["dataset"], p["whitening"]),
+    return open_benchmarks(benchmarks_needed(p["dataset"], p["whitening"], p["oxford_version"]),
                            synthetic=p["synthetic"], root=p["data_root"], seed=p["seed"],
-                           scale=synth_scale(p["profile"]))
+                           scale=synth_scale(p["profile"]), distractors=p["distractors"])
 
 
 def benchmark_summary(benchmarks: dict[str, InstanceBenchmark]) -> pd.DataFrame:
@@ -303,9 +367,11 @@ def learn_whitening(learned_on: np.ndarray, whitening_dim: int = 0):
 
 def per_query_scores(descriptors: dict[str, BenchmarkDescriptors], evaluated: Sequence[str],
                      poolings: Sequence[str], whitenings: Sequence[str],
-                     whitening_dim: int = 0, device: str | None = None
+                     whitening_dim: int = 0, device: str | None = None,
+                     version: str = "revisited"
                      ) -> dict[tuple[str, str, str, str], np.ndarray]:
-    """(benchmark, pooling, whitening, metric) → per-query scores, every combination."""
+    """(benchmark, pooling, whitening, metric) → per-query scores, every combination
+    (whitening learned on the :func:`companion` in Oxford/Paris ``version``)."""
     scores = {}
     for pooling in poolings:
         for name in evaluated:
@@ -313,7 +379,7 @@ def per_query_scores(descriptors: dict[str, BenchmarkDescriptors], evaluated: Se
             for whitening in whitenings:
                 q, d = found.query[pooling], found.db[pooling]
                 if whitening == "pca":
-                    white = learn_whitening(descriptors[WHITENING_COMPANION[name]].db[pooling],
+                    white = learn_whitening(descriptors[companion(name, version)].db[pooling],
                                             whitening_dim)
                     q, d = white.apply(q), white.apply(d)
                 for metric, values in evaluate_per_query(found.benchmark, q, d, device).items():
@@ -359,7 +425,8 @@ def run_offtheshelf(run: Session, benchmarks: dict[str, InstanceBenchmark]
         descriptors = {name: describe(net, bench, poolings_of(p), p["image_size"], run.device)
                        for name, bench in benchmarks.items()}
         scores = per_query_scores(descriptors, evaluated_benchmarks(p), poolings_of(p),
-                                  whitenings_of(p), p["whitening_dim"], run.device)
+                                  whitenings_of(p), p["whitening_dim"], run.device,
+                                  p["oxford_version"])
         aggregated = (aggregated_scores(net, benchmarks, p, seed, run.device)
                       if p["aggregation"] == "all" else {})
         results[seed] = OffTheShelfRun(descriptors, scores, aggregated)
@@ -409,14 +476,14 @@ def aggregated_scores(backbone: torch.nn.Module, benchmarks: Mapping[str, Instan
 
     sizes = codebook_sizes(params["aggregation_dim"], backbone.out_channels)
     evaluated = evaluated_benchmarks(params)
-    companions = {WHITENING_COMPANION[name] for name in evaluated}
+    companions = {companion(name, params["oxford_version"]) for name in evaluated}
     companion_benchmarks = open_companions(benchmarks, companions, params, seed)
     codebooks = {name: fit_codebooks(backbone, companion_benchmarks[name], sizes,
                                      params["image_size"], seed, device)
                  for name in sorted(companions)}
     scores = {}
     for name in evaluated:
-        books = codebooks[WHITENING_COMPANION[name]]
+        books = codebooks[companion(name, params["oxford_version"])]
         modules = {m: LocalAggregation(m, books[m], normalize_descriptors=True)
                    for m in AGGREGATION_LABELS}
         found = describe(backbone, benchmarks[name], modules, params["image_size"], device)
@@ -617,7 +684,7 @@ def reranked_scores(run: Session) -> tuple[dict, pd.DataFrame]:
                 continue
             q, d = found.query[RERANK_POOLING], found.db[RERANK_POOLING]
             if whitening == "pca":
-                white = learn_whitening(result.descriptors[WHITENING_COMPANION[name]]
+                white = learn_whitening(result.descriptors[companion(name, p["oxford_version"])]
                                         .db[RERANK_POOLING], p["whitening_dim"])
                 q, d = white.apply(q), white.apply(d)
             started = time.perf_counter()

@@ -25,6 +25,7 @@ from irbook.data.synth.finegrained import (
 from irbook.data.synth.instance import (
     SCALES,
     ensure_instance_suite,
+    ensure_oxford_original,
     write_holidays,
     write_oxford_original,
     write_revisited,
@@ -53,6 +54,7 @@ __all__ = [
     "ensure_crossmodal",
     "ensure_finegrained",
     "ensure_instance_suite",
+    "ensure_oxford_original",
     "write_cifar100",
     "write_classification",
     "write_cub200",

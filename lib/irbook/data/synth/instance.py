@@ -332,3 +332,27 @@ def ensure_instance_suite(
         write_ukbench(folder, seed=seed, image_size=size, **preset["ukbench"])
 
     return ensure_generated(Path(root), "instance_suite", config, SUITE_PARTS, write)
+
+
+def ensure_oxford_original(root: str | PathLike[str], *, seed: int, scale: str,
+                           image_size: int | None = None) -> Path:
+    """Write oxford5k and paris6k in the original (2007) layout under ``root`` with the
+    landmark counts of the revisited presets of ``scale`` (their easy images become "good",
+    their hard ones "ok"), unless already there. Returns ``root``."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
+    preset = SCALES[scale]
+    size = preset["image_size"] if image_size is None else image_size
+    require_positive(image_size=size)
+    make_rng(seed)
+    config = {"kind": "oxford_original", "version": GENERATOR_VERSION, "seed": seed,
+              "scale": scale, "image_size": size, "preset": preset}
+
+    def write(folder: Path) -> None:
+        for name, revisited in (("oxford5k", "roxford5k"), ("paris6k", "rparis6k")):
+            counts = dict(preset[revisited])
+            counts["good"], counts["ok"] = counts.pop("easy"), counts.pop("hard")
+            write_oxford_original(folder, name, seed=seed, image_size=size, **counts)
+
+    return ensure_generated(Path(root), "oxford_original", config, ("oxford5k", "paris6k"),
+                            write)
