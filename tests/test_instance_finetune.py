@@ -32,10 +32,10 @@ finetune_module = importlib.import_module("irbook.instance.finetuning")
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny tensors: one thread is faster, and much faster on busy shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    from irbook.device import single_cpu_thread
+
+    with single_cpu_thread("cpu"):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -538,14 +538,15 @@ def classifier_head(params: Mapping[str, Any], seed: int, device: str) -> tuple:
     return pretrained_head(params["backbone"])
 
 
-def _one_image_schemes(backbone: torch.nn.Module, classifier: torch.nn.Module,
-                       image: torch.Tensor, done: Mapping[str, torch.Tensor]) -> dict:
+def _one_image_schemes(backbone: torch.nn.Module, head: tuple, image: torch.Tensor,
+                       done: Mapping[str, torch.Tensor]) -> dict:
     """Every scheme of one image (1, 3, H, W) as a function, called (and timed) in the order
-    of :data:`SCHEMES`; ``done`` holds the results so far (fusion reuses single and fc)."""
+    of :data:`SCHEMES`; ``done`` holds the results so far (fusion reuses single and fc). The
+    FC layer is the classifier ``head`` (weight, bias) on the average-pooled maps of the one
+    forward pass, as the network was pre-trained."""
     from ..models import (
         cam_crow,
         crow,
-        fc_features,
         fuse_layers,
         gem,
         l2n,
@@ -554,12 +555,12 @@ def _one_image_schemes(backbone: torch.nn.Module, classifier: torch.nn.Module,
     )
 
     maps = backbone(image)
-    weight, bias = classifier[-1].weight, classifier[-1].bias
+    weight, bias = head
     return {"single": lambda: l2n(gem(maps)),
             "multiscale": lambda: multiscale_descriptor(backbone, image, pooling="gem"),
             "grid": lambda: patch_descriptors(backbone, image, scheme="grid"),
             "pyramid": lambda: patch_descriptors(backbone, image, scheme="pyramid"),
-            "fc": lambda: fc_features(classifier, image, classifier[-1]),
+            "fc": lambda: l2n(torch.nn.functional.linear(maps.mean(dim=(2, 3)), weight, bias)),
             "fusion": lambda: fuse_layers(done["single"], done["fc"]),
             "crow": lambda: l2n(crow(maps)),
             "cam_crow": lambda: cam_crow(maps, weight, top_classes=min(CAM_CLASSES,
@@ -574,10 +575,8 @@ def scheme_descriptors(backbone: torch.nn.Module, head: tuple, dataset: Any,
     scheme's seconds (the shared forward pass of the whole image counts for the single pass)."""
     import time
 
-    classifier = torch.nn.Sequential(backbone, torch.nn.AdaptiveAvgPool2d(1),
-                                     torch.nn.Flatten(), torch.nn.Linear(*head[0].shape[::-1]))
-    classifier[-1].load_state_dict({"weight": head[0], "bias": head[1]})
-    classifier.eval().to(device)
+    backbone = backbone.eval().to(device)
+    head = tuple(t.to(device) for t in head)
     rows: dict[str, list] = {name: [] for name in SCHEMES}
     seconds = dict.fromkeys(SCHEMES, 0.0)
     for index in range(len(dataset)):
@@ -585,7 +584,7 @@ def scheme_descriptors(backbone: torch.nn.Module, head: tuple, dataset: Any,
         image = (image[0] if isinstance(image, tuple) else image).unsqueeze(0).to(device)
         done: dict[str, torch.Tensor] = {}
         started = time.perf_counter()
-        schemes = _one_image_schemes(backbone, classifier, image, done)
+        schemes = _one_image_schemes(backbone, head, image, done)
         seconds["single"] += time.perf_counter() - started
         for name, compute in schemes.items():
             started = time.perf_counter()
