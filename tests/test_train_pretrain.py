@@ -146,3 +146,15 @@ def test_the_classifier_head_is_saved_and_classifies_the_training_images(fits, m
     torch.save(payload, path)
     with pytest.raises(ValueError, match="holds no classifier head"):
         cached_head(path)
+
+
+def test_other_depths_are_trained_and_cached_apart(fits, monkeypatch):
+    shallow = standin_backbone(**RUN, depth=2)
+    assert fits == [1]
+    assert shallow.out_channels == 64 and len(shallow.features) == 6
+    path = standin_weights_path(seed=0, scale="tiny", epochs=1, depth=2)
+    assert path.name == "smallcnn-d2-synthetic-tiny-seed0-ep1.pt" and path.is_file()
+    default = standin_backbone(**RUN)
+    assert fits == [1, 1] and default.out_channels == 256
+    _forbid_training(monkeypatch)
+    assert _same_weights(shallow, standin_backbone(**RUN, depth=2))

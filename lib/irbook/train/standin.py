@@ -12,16 +12,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from irbook.data import synth
 from irbook.data.images import ImageFolderDataset
 from irbook.data.synth import classification as synth_classification
-from irbook.models import make_backbone
+from irbook.models import SmallCNN, make_backbone
 from irbook.paths import cache_dir, synthetic_dir
 from irbook.train.pretrain import pretrain_classifier
 
-__all__ = ["STANDIN_IMAGE_SIZE", "standin_backbone", "standin_data", "standin_head",
+__all__ = ["STANDIN_DEPTH", "STANDIN_IMAGE_SIZE", "standin_backbone", "standin_data", "standin_head",
            "standin_weights", "standin_weights_path", "training_fingerprint"]
 
 STANDIN_IMAGE_SIZE = 64  # pixels of the synthetic training images and crops
@@ -46,16 +47,24 @@ def training_fingerprint(folder: str | Path) -> str:
     return digest.hexdigest()
 
 
-def standin_weights_path(*, seed: int, scale: str, epochs: int) -> Path:
-    """Where the stand-in backbone of (seed, scale, epochs) is cached (it may not exist yet)."""
-    return cache_dir() / f"smallcnn-synthetic-{scale}-seed{seed}-ep{epochs}.pt"
+STANDIN_DEPTH = 4
+"""Conv blocks of the stand-in :class:`~irbook.models.SmallCNN` (other depths: Fig. 2.13a)."""
+
+
+def standin_weights_path(*, seed: int, scale: str, epochs: int,
+                         depth: int = STANDIN_DEPTH) -> Path:
+    """Where the stand-in backbone of (seed, scale, epochs, depth) is cached (it may not exist
+    yet); the default depth keeps its historical name."""
+    name = "smallcnn" if depth == STANDIN_DEPTH else f"smallcnn-d{depth}"
+    return cache_dir() / f"{name}-synthetic-{scale}-seed{seed}-ep{epochs}.pt"
 
 
 def standin_backbone(*, seed: int, scale: str, epochs: int, device: str,
-                     progress: bool = True) -> nn.Module:
-    """The pre-trained stand-in ``smallcnn`` backbone, on ``device`` in eval mode.
+                     progress: bool = True, depth: int = STANDIN_DEPTH) -> nn.Module:
+    """The pre-trained stand-in ``smallcnn`` backbone (``depth`` conv blocks), on ``device``
+    in eval mode.
 
-    Trained once per (seed, scale, epochs, training data) and then read from
+    Trained once per (seed, scale, epochs, depth, training data) and then read from
     :func:`standin_weights_path`. ``scale`` is a key of
     :data:`irbook.data.synth.CLASSIFICATION_SCALES`.
     """
@@ -67,13 +76,24 @@ def standin_backbone(*, seed: int, scale: str, epochs: int, device: str,
              "generator_version": synth_classification.GENERATOR_VERSION,
              "train_files": training_fingerprint(Path(root) / "train"), "init": "seeded",
              "head": "saved"}
-    backbone = make_backbone("smallcnn", seed=seed)  # the same initial weights in every process
+    if depth != STANDIN_DEPTH:
+        extra["depth"] = depth
+    backbone = _seeded_smallcnn(seed, depth)  # the same initial weights in every process
     return pretrain_classifier(backbone, train_set, len(train_set.classes),
                                epochs=epochs, lr=STANDIN_LR, batch_size=STANDIN_BATCH_SIZE,
                                seed=seed, device=device,
                                cache_path=standin_weights_path(seed=seed, scale=scale,
-                                                               epochs=epochs),
+                                                               epochs=epochs, depth=depth),
                                progress=progress, extra_config=extra)
+
+
+def _seeded_smallcnn(seed: int, depth: int) -> nn.Module:
+    """A SmallCNN of ``depth`` blocks initialised from ``seed`` (the global state untouched)."""
+    if depth == STANDIN_DEPTH:
+        return make_backbone("smallcnn", seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SmallCNN(depth=depth)
 
 
 def standin_weights(*, seed: int, scale: str, epochs: int, device: str,
