@@ -143,15 +143,38 @@ def schemes_of(gain):
             for m in ("mAP M", "mAP H")}
 
 
+def gained(method_gains, whitening="none"):
+    """Scores on roxford5k (Medium, Hard) of methods ``gain`` points above a level of 40."""
+    return {("roxford5k", method, whitening, m): 40.0 + SETUP[m] + g + OFFSETS
+            for method, g in method_gains.items() for m in ("mAP M", "mAP H")}
+
+
 def runs(level, seeds=(0, 1), aggregation=None, diffusion_gain=None, pq_loss=None,
-         passes_gain=None, **kwargs):
-    return {s: ch02.OffTheShelfRun({}, scores_of(lambda *a, s=s: level(*a) + s, **kwargs),
-                                   aggregated_of(lambda *a, s=s: aggregation(*a) + s)
-                                   if aggregation else {},
-                                   reranked_of(diffusion_gain) if diffusion_gain else {},
-                                   searched_of(pq_loss) if pq_loss else {},
-                                   schemes_of(passes_gain) if passes_gain else {})
-            for s in seeds}
+         passes_gain=None, finetune_gain=None, depth_gain=None, hash_gain=None,
+         dim_gain=None, **kwargs):
+    made = {}
+    for s in seeds:
+        run = ch02.OffTheShelfRun({}, scores_of(lambda *a, s=s: level(*a) + s, **kwargs),
+                                  aggregated_of(lambda *a, s=s: aggregation(*a) + s)
+                                  if aggregation else {},
+                                  reranked_of(diffusion_gain) if diffusion_gain else {},
+                                  searched_of(pq_loss) if pq_loss else {},
+                                  schemes_of(passes_gain) if passes_gain else {})
+        if finetune_gain is not None:  # off-the-shelf GeM raw is level("gem", "none", m)
+            run.finetuned = {(b, "finetuned/contrastive", w, m): v + finetune_gain
+                             for (b, p, w, m), v in run.scores.items()
+                             if p == "gem" and w == "none"}
+        if depth_gain is not None:
+            run.depth = gained({"depth/a/fine-tuned": 0.0, "depth/b/fine-tuned": depth_gain / 2,
+                                "depth/c/fine-tuned": depth_gain, "depth/c/off-the-shelf": -9})
+        if hash_gain is not None:
+            run.hashed = gained({f"hash/{m}/{b}": g * (b // 16) for b in (16, 32)
+                                 for m, g in (("lsh", 0.0), ("pca_sign", -50), ("deep",
+                                                                                 hash_gain))})
+        if dim_gain is not None:
+            run.dimension = gained({"dim/32": 0.0, "dim/64": 50.0, "dim/128": dim_gain})
+        made[s] = run
+    return made
 
 
 def thesis_like_aggregation(method, m):
@@ -174,12 +197,11 @@ def test_evidence_holds_the_map_scores_without_their_nan_queries():
 
 
 def test_claims_are_supported_when_the_thesis_ordering_holds():
-    assert verdicts(runs(thesis_like, aggregation=thesis_like_aggregation,
-                         diffusion_gain=5.0, pq_loss=4.0, passes_gain=4.0)) == {
-        "whitening_claim": "supported", "weighted_pooling_claim": "supported",
-        "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": "supported",
-        "diffusion_claim": "supported", "pq_tradeoff_claim": "supported",
-        "multiple_passes_claim": "supported"}
+    found = verdicts(runs(thesis_like, aggregation=thesis_like_aggregation,
+                          diffusion_gain=5.0, pq_loss=4.0, passes_gain=4.0, finetune_gain=3.0,
+                          depth_gain=3.0, hash_gain=3.0, dim_gain=60.0))
+    assert found == {check.__name__: "supported" for check in ch02.CLAIMS}
+    assert len(found) == 11
 
 
 def test_the_aggregation_claim_compares_each_embedding_with_bow():
@@ -211,7 +233,8 @@ def test_claims_are_not_supported_when_the_ordering_is_reversed():
         return 30.0 + SETUP[m] - AGGREGATION[method]
 
     found = verdicts(runs(reversed_, aggregation=reversed_aggregation, diffusion_gain=-5.0,
-                          pq_loss=-4.0, passes_gain=-4.0))
+                          pq_loss=-4.0, passes_gain=-4.0, finetune_gain=-3.0, depth_gain=-3.0,
+                          hash_gain=-3.0, dim_gain=-3.0))
     assert set(found.values()) == {"not supported"}
 
 
@@ -234,7 +257,8 @@ def test_claims_a_run_cannot_test_are_none():
     assert found == {"whitening_claim": None, "weighted_pooling_claim": None,
                      "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": None,
                      "diffusion_claim": None, "pq_tradeoff_claim": None,
-                     "multiple_passes_claim": None}
+                     "multiple_passes_claim": None, "finetuned_claim": None,
+                     "depth_claim": None, "hashing_claim": None, "dimension_claim": None}
     results = {0: ch02.OffTheShelfRun({}, {k: v for k, v in scores_of(thesis_like).items()
                                            if k[0] != "roxford5k"})}
     assert verdicts(results)["hard_is_harder_claim"] is None
@@ -243,7 +267,8 @@ def test_claims_a_run_cannot_test_are_none():
 
 def test_claim_ids_are_those_of_the_claim_functions():
     results = runs(thesis_like, aggregation=thesis_like_aggregation, diffusion_gain=5.0,
-                   pq_loss=4.0, passes_gain=4.0)
+                   pq_loss=4.0, passes_gain=4.0, finetune_gain=3.0, depth_gain=2.0,
+                   hash_gain=1.0, dim_gain=1.0)
     found = {check(results, ch02._evidence(results)).id for check in ch02.CLAIMS}
     assert found == set(ch02.CLAIM_IDS)
 
@@ -288,7 +313,9 @@ def test_protocol_table_explains_every_deviation(profile):
     assert table["item"].tolist() == ["data", "backbone", "image size", "whitening",
                                       "Oxford/Paris version", "distractors", "metric",
                                       "local-feature embedding", "re-ranking",
-                                      "extraction schemes", "search"]
+                                      "extraction schemes", "fine-tuning",
+                                      "network depth", "deep hashing", "feature dimension",
+                                      "search"]
     deviating = table[table["deviation"] != ""]
     assert (deviating["this run"] != deviating["thesis"]).all()
     assert ("Oxford/Paris version" in set(deviating["item"])) == (
@@ -404,3 +431,92 @@ def test_the_original_protocol_and_distractors_replace_the_revisited_benchmarks(
     q = rng.normal(size=(oxford.n_queries, 8)).astype(np.float32)
     d = rng.normal(size=(oxford.n_db, 8)).astype(np.float32)
     assert set(ch02.evaluate_per_query(oxford, q, d)) == {"mAP"}
+
+
+# --- fine-tuning, depth, hashing and dimension claims and helpers ----------------------------
+
+def test_the_finetuning_claim_compares_with_off_the_shelf_gem_raw():
+    for gain, verdict in ((3.0, "supported"), (-3.0, "not supported")):
+        results = runs(thesis_like, finetune_gain=gain)
+        claim = ch02.finetuned_claim(results, ch02._evidence(results))
+        assert [c["difference"] for c in claim.comparisons] == [pytest.approx(gain)]
+        assert claim.verdict == verdict
+    assert ch02.finetuned_claim(runs(thesis_like), None) is None
+
+
+def test_the_depth_claim_compares_the_deepest_with_the_shallowest_fine_tuned_network():
+    results = runs(thesis_like, depth_gain=-4.0)
+    claim = ch02.depth_claim(results, ch02._evidence(results))
+    (comparison,) = claim.comparisons
+    assert comparison["label"].startswith("c − a, fine-tuned")
+    assert comparison["difference"] == pytest.approx(-4.0) and claim.verdict == "not supported"
+
+
+def test_the_hashing_claim_compares_deep_codes_with_lsh_at_every_length():
+    results = runs(thesis_like, hash_gain=2.0)
+    claim = ch02.hashing_claim(results, ch02._evidence(results))
+    by_label = {c["label"]: c["difference"] for c in claim.comparisons}
+    assert by_label == pytest.approx({"deep − LSH, 16 bits, mean mAP": 2.0,
+                                      "deep − LSH, 32 bits, mean mAP": 4.0})
+    assert claim.verdict == "supported"
+
+
+def test_the_dimension_claim_compares_the_longest_with_the_shortest():
+    results = runs(thesis_like, dim_gain=-1.0)
+    claim = ch02.dimension_claim(results, ch02._evidence(results))
+    assert [c["label"] for c in claim.comparisons] == ["128-d − 32-d, mean mAP"]
+    assert claim.comparisons[0]["difference"] == pytest.approx(-1.0)
+    assert claim.verdict == "not supported"
+
+
+def test_code_lengths_and_dimensions_follow_their_parameters():
+    assert ch02.hash_bit_counts({"hash_bits": 64}) == [16, 32, 64]
+    assert ch02.hash_bit_counts({"hash_bits": 0}) == []
+    assert ch02.dimensions_of({"dims_max": 256}) == [32, 64, 128, 256]
+    assert ch02.dimensions_of({"dims_max": 0}) == []
+    params = ch02.CHAPTER.resolve("demo")
+    assert ch02.depth_networks(params) == []
+    assert ch02.depth_networks(dict(params, depths="all")) == [
+        "smallcnn-3", "smallcnn-4", "smallcnn-5"]
+    assert ch02.depth_networks(dict(params, depths="all", backbone="resnet50")) == list(
+        ch02.DEPTH_TORCHVISION)
+    with pytest.raises(ParameterError, match="hash_bits"):
+        ch02.CHAPTER.resolve("demo", {"hash_bits": 48})
+    with pytest.raises(ParameterError, match="finetune_lr"):
+        ch02.CHAPTER.resolve("demo", {"finetune_lr": float("nan")})
+
+
+def test_the_chapter_offers_every_fine_tuning_loss_of_the_library():
+    from irbook.instance import LOSSES
+
+    assert ch02.FINETUNE_LOSS_NAMES == LOSSES
+    assert ch02.finetune_losses_of({"finetune_loss": "all"}) == list(LOSSES)
+    assert ch02.finetune_losses_of({"finetune_loss": "triplet"}) == ["triplet"]
+    assert ch02.finetune_losses_of({"finetune_loss": "none"}) == []
+
+
+def test_lsh_and_pca_codes_are_signs_of_standardised_projections():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(50, 6)) * np.arange(1, 7) + 3.0
+    queries = rng.normal(size=(4, 6))
+    z = (queries - train.mean(0)) / (train.std(0) + 1e-8)
+    projection = np.random.default_rng(7).standard_normal((6, 5))
+    lsh = ch02.binary_codes("lsh", train, 5, 7, np.zeros(50, np.int64))(queries)
+    np.testing.assert_array_equal(lsh, (z @ projection >= 0).astype(np.uint8))
+    pca = ch02.binary_codes("pca_sign", train, 2, 0, np.zeros(50, np.int64))(queries)
+    zt = (train - train.mean(0)) / (train.std(0) + 1e-8)
+    vectors = np.linalg.eigh(np.cov(zt.T))[1][:, ::-1][:, :2]
+    expected = (z - zt.mean(0)) @ vectors
+    same = (pca == (expected >= 0)).all(axis=0) | (pca == (expected < 0)).all(axis=0)
+    assert pca.shape == (4, 2) and same.all()  # each component up to its sign
+
+
+def test_hamming_rankings_are_scored_like_descriptor_rankings():
+    bench, db = ukbench()
+    rankings = np.argsort(-(db @ db.T), axis=1, kind="stable")
+    np.testing.assert_allclose(ch02.scores_of_rankings(bench, rankings)["N-S"],
+                               ch02.evaluate_per_query(bench, db, db)["N-S"])
+    bench, queries, db = revisited()
+    rankings = np.argsort(-(queries @ db.T), axis=1, kind="stable")
+    for metric, values in ch02.evaluate_per_query(bench, queries, db).items():
+        np.testing.assert_allclose(ch02.scores_of_rankings(bench, rankings)[metric], values)

@@ -50,6 +50,9 @@ def preflight(params: dict) -> None:
     """Fail before any work: real datasets, their images, or pretrained weights a run needs."""
     if params["backbone"] != "smallcnn" and params["pretrained"]:
         require_pretrained_weights(params["backbone"])
+    if params["backbone"] != "smallcnn" and params["depths"] != "none":
+        for name in DEPTH_TORCHVISION:
+            require_pretrained_weights(name)
     if not params["synthetic"]:
         root = data_root(False, params["data_root"])
         for name in benchmarks_needed(params["dataset"], params["whitening"],
@@ -72,7 +75,7 @@ def preflight(params: dict) -> None:
 
 CHAPTER = Chapter(
     key="ch02",
-    title="Deep image retrieval: off-the-shelf features",
+    title="Deep image retrieval: off-the-shelf and fine-tuned",
     notebook="notebooks/ch02_deep_image_retrieval.ipynb",
     preflight=preflight,
     thesis_tables=("2.1", "2.2", "2.3"),
@@ -123,6 +126,16 @@ CHAPTER = Chapter(
                   high=1000),
             Param("finetune_queries", int, "training tuples mined per epoch (cirtorch: 2000; "
                   "the pool holds 10 images per query)", low=1, high=1_000_000),
+            Param("depths", str, "Fig. 2.13a: networks of increasing depth with MAC, "
+                  "off-the-shelf and fine-tuned (stand-ins of 3, 4 and 5 blocks, or VGG16, "
+                  "GoogLeNet, ResNet-50 and ResNet-101): all, or none to skip it",
+                  choices=("none", "all")),
+            Param("hash_bits", int, "deep hashing: codes of hash_bits/4, /2 and hash_bits "
+                  "bits against LSH and PCA + sign; 0 skips it",
+                  choices=(0, 32, 64, 128, 256, 512)),
+            Param("dims_max", int, "Fig. 2.13b: descriptor lengths 32, 64, ... up to this "
+                  "(a trained linear layer on GeM); 0 skips it",
+                  choices=(0, *(32 * 2**i for i in range(9)))),
             Param("finetune_lr", float, "Adam learning rate of the fine-tuning (cirtorch: "
                   "1e-6; GeM's p learns at 10x)", low=1e-9, high=1.0),
         ),
@@ -133,7 +146,8 @@ CHAPTER = Chapter(
                           aggregation="all", aggregation_dim=512, diffusion_k=50,
                           search_n=10000, search_dim=32, schemes="all",
                           oxford_version="revisited", distractors=0, finetune_loss="all",
-                          finetune_epochs=1, finetune_queries=40, finetune_lr=1e-4),
+                          finetune_epochs=1, finetune_queries=40, finetune_lr=1e-4,
+                          depths="all", hash_bits=32, dims_max=128),
             "demo": dict(COMMON_DEFAULTS["demo"], backbone="smallcnn", pretrained=True,
                          pretrain_epochs=12, pooling="all", whitening="both",
                          whitening_dim=128, image_size=128, dataset="all", gallery_queries=3,
@@ -141,7 +155,8 @@ CHAPTER = Chapter(
                           search_n=50000, search_dim=128, schemes="all",
                           oxford_version="revisited", distractors=0,
                           finetune_loss="contrastive", finetune_epochs=8,
-                          finetune_queries=200, finetune_lr=1e-4),
+                          finetune_queries=200, finetune_lr=1e-4, depths="none",
+                          hash_bits=64, dims_max=2048),
             "full": dict(COMMON_DEFAULTS["full"], backbone="resnet101", pretrained=True,
                          pretrain_epochs=0, pooling="all", whitening="both", whitening_dim=0,
                          image_size=1024, dataset="all", gallery_queries=3,
@@ -149,7 +164,7 @@ CHAPTER = Chapter(
                           search_n=1000000, search_dim=512, schemes="all",
                           oxford_version="original", distractors=100_000,
                           finetune_loss="all", finetune_epochs=100, finetune_queries=2000,
-                          finetune_lr=1e-6),
+                          finetune_lr=1e-6, depths="all", hash_bits=256, dims_max=8192),
         },
     ),
 )
@@ -231,6 +246,18 @@ def protocol_values(params: Mapping[str, Any]) -> dict[str, str]:
                                "layer, conv + FC fusion, CroW, CAM-weighted CroW, one backbone"
                                if params["schemes"] == "all" else "not run"),
         "fine-tuning": finetune_protocol(params),
+        "deep hashing": (f"{', '.join(map(str, hash_bit_counts(params)))} bits: LSH, PCA + sign "
+                         f"and a hash head trained {HEAD_EPOCHS} epochs on frozen GeM "
+                         "descriptors of the SfM images (pair loss, balance, decorrelation, "
+                         "quantization, all weight 1); Hamming ranking"
+                         if params["hash_bits"] else "not run"),
+        "feature dimension": (f"a linear layer on frozen GeM, {dimensions_of(params)[0]} to "
+                              f"{dimensions_of(params)[-1]}-d, trained {HEAD_EPOCHS} epochs on "
+                              "the SfM tuples (contrastive)" if params["dims_max"] else
+                              "not run"),
+        "network depth": (", ".join(depth_networks(params)) + ", MAC, fine-tuned with the "
+                          "contrastive loss of the fine-tuning row" if params["depths"] != "none"
+                          else "not run"),
         "search": (f"exact, IVF-Flat, IVF-PQ, HNSW and binary codes (FAISS) on "
                    f"{params['search_n']:,} clustered {params['search_dim']}-d vectors, one "
                    "machine" if params["search_n"] else "not run"),
@@ -271,6 +298,12 @@ DEVIATION_REASONS = {
                    "tuples the learning rate 1e-4 was picked over 1e-3 by the mAP on the SfM "
                    "val split (63.6 against 62.7, off-the-shelf 57.1) before any benchmark was "
                    "scored; the thesis collects published networks with their own recipes",
+    "deep hashing": "the thesis collects published hashing methods; here every code length "
+                    "and method starts from the same frozen descriptors",
+    "feature dimension": "CPU time: only the added layer is trained, the backbone stays "
+                         "frozen (the thesis fine-tunes ResNet-50 with it)",
+    "network depth": "no ImageNet networks offline on a CPU profile: stand-ins of 3, 4 and 5 "
+                     "blocks pre-trained alike; off by default on the demo (CPU time)",
     "search": "published timings come from different machines and indexes; here every "
               "backend searches the same vectors on the same machine",
 }
@@ -446,7 +479,9 @@ class OffTheShelfRun:
     AP and timed repeats of every search setting (:func:`search_tradeoff`), ``schemes`` the
     scores of the extraction schemes (method ``scheme/<name>``, :func:`scheme_scores`),
     ``finetuned`` those of the fine-tuned networks (method ``finetuned/<loss>``, whitening
-    none / pca / learned, :func:`run_finetuning`)."""
+    none / pca / learned, :func:`run_finetuning`), ``depth`` those of Fig. 2.13a
+    (:func:`depth_scores`), ``hashed`` and ``dimension`` those of the heads on frozen features
+    (:func:`hashing_scores`, :func:`dimension_scores`)."""
 
     descriptors: dict[str, BenchmarkDescriptors]
     scores: dict[tuple[str, str, str, str], np.ndarray]
@@ -455,6 +490,9 @@ class OffTheShelfRun:
     search: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     schemes: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict)
     finetuned: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict)
+    depth: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict)
+    hashed: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict)
+    dimension: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict)
 
 
 def run_offtheshelf(run: Session, benchmarks: dict[str, InstanceBenchmark]
@@ -998,6 +1036,205 @@ def finetune_curves(history: pd.DataFrame) -> Any:
                           title="Fine-tuning on the SfM tuples, per epoch")
 
 
+# --- network depth (Fig. 2.13a) --------------------------------------------------------------
+
+DEPTH_STANDINS = (3, 4, 5)
+"""Conv blocks of the stand-ins compared on the CPU profiles (128, 256 and 512 channels)."""
+DEPTH_TORCHVISION = ("vgg16", "googlenet", "resnet50", "resnet101")
+"""The ImageNet networks compared with a torchvision backbone (the thesis also has AlexNet)."""
+
+
+def depth_networks(params: Mapping[str, Any]) -> list[str]:
+    """Labels of the networks of Fig. 2.13a, shallowest first."""
+    if params["depths"] == "none":
+        return []
+    if params["backbone"] == "smallcnn":
+        return [f"smallcnn-{depth}" for depth in DEPTH_STANDINS]
+    return list(DEPTH_TORCHVISION)
+
+
+def depth_backbone(params: Mapping[str, Any], label: str, seed: int,
+                   device: str) -> torch.nn.Module:
+    """The pre-trained network behind a :func:`depth_networks` label, frozen, in eval mode."""
+    if label.startswith("smallcnn-"):
+        return standin_backbone(seed=seed, scale=synth_scale(params["profile"]),
+                                epochs=params["pretrain_epochs"], device=device,
+                                depth=int(label.removeprefix("smallcnn-"))).eval()
+    return prepare_backbone(label, True, seed=seed, scale=synth_scale(params["profile"]),
+                            epochs=0, device=device)
+
+
+def raw_scores(backbone: torch.nn.Module, pooling: torch.nn.Module,
+               benchmarks: Mapping[str, InstanceBenchmark], params: Mapping[str, Any],
+               device: str, method: str) -> dict:
+    """(benchmark, ``method``, "none", metric) -> per-query scores of raw descriptors."""
+    scores = {}
+    for name in evaluated_benchmarks(params):
+        found = describe(backbone, benchmarks[name], {"pooled": pooling}, params["image_size"],
+                         device, progress=False)
+        values = evaluate_per_query(found.benchmark, found.query["pooled"], found.db["pooled"],
+                                    device)
+        scores.update({(name, method, "none", metric): v for metric, v in values.items()})
+    return scores
+
+
+def depth_scores(run: Session, benchmarks: Mapping[str, InstanceBenchmark]) -> pd.DataFrame:
+    """Fig. 2.13a: every network of :func:`depth_networks` with MAC, off-the-shelf and
+    fine-tuned with the contrastive loss (the run's recipe), raw descriptors; kept as each
+    seed's ``depth`` (method ``depth/<network>/<state>``); mean mAP per network and state."""
+    from ..models.pooling import make_pooling
+
+    p = run.params
+    sfm = run.state.get("sfm") or sfm_training_set(p)
+    for seed, result in run.state["results"].items():
+        for label in depth_networks(p):
+            backbone = depth_backbone(p, label, seed, run.device)
+            result.depth.update(raw_scores(backbone, make_pooling("mac"), benchmarks, p,
+                                           run.device, f"depth/{label}/off-the-shelf"))
+            tuned = finetuned_network(p, backbone, sfm, "contrastive", seed, pooling="mac").net
+            result.depth.update(raw_scores(tuned.backbone, tuned.pooling, benchmarks, p,
+                                           run.device, f"depth/{label}/fine-tuned"))
+    table = score_table({seed: r.depth for seed, r in run.state["results"].items()})
+    parts = table["pooling"].str.split("/", expand=True)
+    return table.assign(network=parts[1], state=parts[2])
+
+
+def plot_depths(table: pd.DataFrame) -> Any:
+    """mAP of each network, off-the-shelf and fine-tuned, one panel per benchmark setup."""
+    from .. import viz
+
+    panels = table.assign(panel=table["benchmark"] + " · " + table["metric"])
+    return viz.plot_metric_panels(panels, panel="panel", x="network", hue="state",
+                                  title="Fig. 2.13a: network depth (MAC)")
+
+
+# --- heads on frozen features: deep hashing (Eq. 2.12) and the dimension (Fig. 2.13b) --------
+
+HASH_METHODS = {"lsh": "LSH (signs of random projections)", "pca_sign": "PCA + sign",
+                "deep": "deep hashing head (Eq. 2.12)"}
+HEAD_EPOCHS = 20
+"""Epochs of every head trained on frozen features (seconds each on the CPU profiles)."""
+
+
+def hash_bit_counts(params: Mapping[str, Any]) -> list[int]:
+    bits = params["hash_bits"]
+    return [bits // 4, bits // 2, bits] if bits else []
+
+
+def dimensions_of(params: Mapping[str, Any]) -> list[int]:
+    """32, 64, ... up to ``dims_max`` (Fig. 2.13b's 32-8192)."""
+    top = params["dims_max"]
+    return [32 * 2**i for i in range(12) if 32 * 2**i <= top] if top else []
+
+
+def frozen_sfm_features(run: Session, seed: int) -> torch.Tensor:
+    """Off-the-shelf GeM descriptors (N, C) of the SfM training images (first call computes)."""
+    from ..instance.experiments import split_descriptors
+    from ..models.net import RetrievalNet
+
+    cache = run.state.setdefault("sfm_features", {})
+    if seed not in cache:
+        p = run.params
+        run.state.setdefault("sfm", sfm_training_set(p))
+        backbone = prepare_backbone(p["backbone"], p["pretrained"], seed=seed,
+                                    scale=synth_scale(p["profile"]),
+                                    epochs=p["pretrain_epochs"], device=run.device)
+        cache[seed] = torch.from_numpy(split_descriptors(
+            RetrievalNet(backbone, "gem").eval(), run.state["sfm"].train, p["image_size"],
+            run.device, batch_size=32, progress=False))
+    return cache[seed]
+
+
+def scores_of_rankings(bench: InstanceBenchmark, rankings: np.ndarray) -> dict:
+    """Per-query scores of full rankings under the benchmark's protocol (UKBench: N-S)."""
+    if bench.protocol == "ukbench":
+        groups = bench.db_groups
+        hits = groups[rankings[:, :4]] == groups[bench.query_db_index][:, None]
+        return {"N-S": hits.sum(axis=1).astype(float)}
+    return evaluate_rankings(bench, rankings)
+
+
+def binary_codes(method: str, train: np.ndarray, bits: int, seed: int, labels: np.ndarray):
+    """A function mapping descriptors (n, C) to {0, 1} codes (n, bits) for ``method``; every
+    method sees the descriptors standardised by the training set's mean and deviation (the
+    raw GeM coordinates share one sign, which left a linear head's codes constant)."""
+    mean, scale = train.mean(axis=0), train.std(axis=0) + 1e-8
+    train = (train - mean) / scale
+    encode = _encoder(method, train, bits, seed, labels)
+    return lambda x: encode((x - mean) / scale)
+
+
+def _encoder(method: str, train: np.ndarray, bits: int, seed: int, labels: np.ndarray):
+    if method == "lsh":
+        projection = np.random.default_rng(seed).standard_normal((train.shape[1], bits))
+        return lambda x: (x @ projection >= 0).astype(np.uint8)
+    if method == "pca_sign":
+        white = fit_pca_whitening(train, dim=min(bits, train.shape[1]))
+        return lambda x: (white.apply(x, normalize=False) >= 0).astype(np.uint8)
+    from ..instance.heads import HashTrainingConfig, train_hash_head
+
+    head = train_hash_head(torch.from_numpy(train), labels, HashTrainingConfig(
+        n_bits=bits, epochs=HEAD_EPOCHS, seed=seed, progress=False)).head
+    return lambda x: head.codes(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+
+
+def hashing_scores(run: Session) -> pd.DataFrame:
+    """Hamming ranking (``irbook.search`` binary codes) of every method and code length on
+    every benchmark, codes learned on the SfM training images' frozen GeM descriptors; kept as
+    each seed's ``hashed`` (method ``hash/<method>/<bits>``); means per benchmark and setup."""
+    from ..search.binary import hamming_knn
+
+    p = run.params
+    for seed, result in run.state["results"].items():
+        train = frozen_sfm_features(run, seed).numpy()
+        labels = run.state["sfm"].train.clusters
+        for bits in hash_bit_counts(p):
+            for method in HASH_METHODS:
+                encode = binary_codes(method, train, bits, seed, labels)
+                for name in evaluated_benchmarks(p):
+                    found = result.descriptors[name]
+                    db = encode(found.db["gem"])
+                    rankings = hamming_knn(encode(found.query["gem"]), db, k=len(db))[1]
+                    for metric, values in scores_of_rankings(found.benchmark, rankings).items():
+                        result.hashed[(name, f"hash/{method}/{bits}", "none", metric)] = values
+    table = score_table({seed: r.hashed for seed, r in run.state["results"].items()})
+    parts = table["pooling"].str.split("/", expand=True)
+    return table.assign(method=parts[1].map(HASH_METHODS), bits=parts[2].astype(int))
+
+
+def dimension_scores(run: Session) -> pd.DataFrame:
+    """Fig. 2.13b: a linear layer C -> d on the frozen GeM descriptors, trained on the SfM
+    tuples with the contrastive loss, for every d of :func:`dimensions_of`; kept as each
+    seed's ``dimension`` (method ``dim/<d>``); means per benchmark and setup."""
+    from ..instance.heads import HeadConfig, train_head_on_tuples
+
+    p = run.params
+    for seed, result in run.state["results"].items():
+        train, split = frozen_sfm_features(run, seed), run.state["sfm"].train
+        config = HeadConfig(n_queries=p["finetune_queries"], epochs=HEAD_EPOCHS, seed=seed,
+                            pool_size=min(POOL_PER_QUERY * p["finetune_queries"],
+                                          split.n_images), progress=False)
+        for dim in dimensions_of(p):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                head = torch.nn.Linear(train.shape[1], dim)
+            head = train_head_on_tuples(head, train, split, config).head
+
+            def project(x, head=head):
+                with torch.no_grad():
+                    out = head(torch.from_numpy(np.ascontiguousarray(x)))
+                return torch.nn.functional.normalize(out, dim=1).numpy()
+
+            for name in evaluated_benchmarks(p):
+                found = result.descriptors[name]
+                values = evaluate_per_query(found.benchmark, project(found.query["gem"]),
+                                            project(found.db["gem"]), run.device)
+                result.dimension.update({(name, f"dim/{dim}", "none", m): v
+                                         for m, v in values.items()})
+    table = score_table({seed: r.dimension for seed, r in run.state["results"].items()})
+    return table.assign(dimension=table["pooling"].str.removeprefix("dim/").astype(int))
+
+
 # --- claims ----------------------------------------------------------------------------------
 
 def _evidence(results: Mapping[int, OffTheShelfRun]) -> list[Evidence]:
@@ -1007,7 +1244,7 @@ def _evidence(results: Mapping[int, OffTheShelfRun]) -> list[Evidence]:
     for seed, result in results.items():
         evidence = Evidence(seed)
         every = {**result.scores, **result.aggregated, **result.reranked, **result.schemes,
-                 **result.finetuned}
+                 **result.finetuned, **result.depth, **result.hashed, **result.dimension}
         for (bench, pooling, whitening, metric), values in every.items():
             if metric.startswith("mAP"):
                 keep = ~np.isnan(values)
@@ -1159,13 +1396,69 @@ def finetuned_claim(results, evidence):
                           "Sec. 2.5.3, Tables 2.2-2.3", comparisons, evidence)
 
 
+def depth_claim(results, evidence):
+    """The deepest network, fine-tuned, beats the shallowest one fine-tuned the same way, in
+    mean mAP over every benchmark and setup (Sec. 2.5.3, Fig. 2.13a)."""
+    first = next(iter(results.values()))
+    keys = [k for k in first.depth if k[3].startswith("mAP") and k[1].endswith("/fine-tuned")]
+    networks = list(dict.fromkeys(k[1] for k in keys))
+    if len(networks) < 2:
+        return None
+
+    def names(method):
+        return tuple(_name(*k) for k in keys if k[1] == method)
+
+    deep, shallow = networks[-1], networks[0]
+    label = f"{deep.split('/')[1]} − {shallow.split('/')[1]}, fine-tuned, mean mAP"
+    return evaluate_claim("ch02.deeper_is_better", "A deeper network retrieves better after "
+                          "the same fine-tuning", "Sec. 2.5.3, Fig. 2.13a",
+                          [Comparison(label, names(deep), names(shallow))], evidence)
+
+
+def hashing_claim(results, evidence):
+    """Learned hash codes beat LSH codes of the same length, in mean mAP over every benchmark
+    and setup, at every length (Sec. 2.3.2.4)."""
+    first = next(iter(results.values()))
+    keys = [k for k in first.hashed if k[3].startswith("mAP")]
+    if not keys:
+        return None
+
+    def names(method, bits):
+        return tuple(_name(*k) for k in keys if k[1] == f"hash/{method}/{bits}")
+
+    bit_counts = list(dict.fromkeys(int(k[1].split("/")[2]) for k in keys))
+    comparisons = [Comparison(f"deep − LSH, {b} bits, mean mAP", names("deep", b),
+                              names("lsh", b)) for b in bit_counts]
+    return evaluate_claim("ch02.learned_codes_beat_lsh", "Hash codes learned from labelled "
+                          "pairs beat random-projection codes of the same length",
+                          "Sec. 2.3.2.4", comparisons, evidence)
+
+
+def dimension_claim(results, evidence):
+    """The longest trained descriptor beats the 32-d one (Sec. 2.5.3, Fig. 2.13b)."""
+    first = next(iter(results.values()))
+    keys = [k for k in first.dimension if k[3].startswith("mAP")]
+    dims = sorted({int(k[1].removeprefix("dim/")) for k in keys})
+    if len(dims) < 2:
+        return None
+
+    def names(dim):
+        return tuple(_name(*k) for k in keys if k[1] == f"dim/{dim}")
+
+    return evaluate_claim("ch02.higher_dimension_helps", "Longer descriptors retrieve better",
+                          "Sec. 2.5.3, Fig. 2.13b",
+                          [Comparison(f"{dims[-1]}-d − {dims[0]}-d, mean mAP",
+                                      names(dims[-1]), names(dims[0]))], evidence)
+
+
 CLAIMS = (whitening_claim, weighted_pooling_claim, hard_is_harder_claim,
           vlad_fv_beat_bow_claim, diffusion_claim, pq_tradeoff_claim, multiple_passes_claim,
-          finetuned_claim)
+          finetuned_claim, depth_claim, hashing_claim, dimension_claim)
 CLAIM_IDS = ("ch02.whitening_helps", "ch02.weighted_beats_spoc", "ch02.hard_is_harder",
              "ch02.vlad_fv_beat_bow", "ch02.diffusion_raises_hard",
              "ch02.ivfpq_trades_map_for_speed", "ch02.multiple_passes_help",
-             "ch02.finetuned_beats_offtheshelf")
+             "ch02.finetuned_beats_offtheshelf", "ch02.deeper_is_better",
+             "ch02.learned_codes_beat_lsh", "ch02.higher_dimension_helps")
 
 
 def check_claims(run: Session) -> pd.DataFrame:
