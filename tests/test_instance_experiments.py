@@ -8,8 +8,7 @@ import torch
 
 from irbook.data.sfm import load_sfm120k
 from irbook.data.synth.sfm import write_sfm120k
-from irbook.instance import FinetuneConfig
-from irbook.instance import experiments
+from irbook.instance import FinetuneConfig, experiments
 from irbook.models import fit_learned_whitening, make_backbone
 from irbook.models.net import RetrievalNet
 

@@ -235,6 +235,18 @@ class _DistanceStats:
         return {"positive_distance": float(means[0]), "negative_distance": float(means[1])}
 
 
+def _check_head(head: nn.Module, features: Tensor) -> None:
+    """Refuse, before any work, a head that does not map (B, ...) to (B, D) or cannot learn."""
+    with torch.no_grad():
+        out = head(features[:2])
+    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 2:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"head must map inputs (B, ...) to descriptors (B, D); two inputs "
+                         f"gave {shape}")
+    if not any(p.requires_grad for p in head.parameters()):
+        raise ValueError("head must have trainable parameters")
+
+
 def train_head_on_tuples(head: nn.Module, features: Tensor, split: SfmSplit,
                          config: HeadConfig | None = None,
                          checkpoint: Checkpoint = None) -> HeadResult:
@@ -253,6 +265,7 @@ def train_head_on_tuples(head: nn.Module, features: Tensor, split: SfmSplit,
     loss_config = config.loss_config
     _check_split(split, loss_config)
     model = copy.deepcopy(head).to(features.device)
+    _check_head(model, features)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
     checkpoint = Path(checkpoint) if checkpoint is not None else None

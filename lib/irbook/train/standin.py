@@ -22,8 +22,8 @@ from irbook.models import SmallCNN, make_backbone
 from irbook.paths import cache_dir, synthetic_dir
 from irbook.train.pretrain import pretrain_classifier
 
-__all__ = ["STANDIN_DEPTH", "STANDIN_IMAGE_SIZE", "standin_backbone", "standin_data", "standin_head",
-           "standin_weights", "standin_weights_path", "training_fingerprint"]
+__all__ = ["STANDIN_DEPTH", "STANDIN_IMAGE_SIZE", "standin_backbone", "standin_data",
+           "standin_head", "standin_weights", "standin_weights_path", "training_fingerprint"]
 
 STANDIN_IMAGE_SIZE = 64  # pixels of the synthetic training images and crops
 STANDIN_LR = 3e-3
