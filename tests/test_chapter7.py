@@ -399,6 +399,21 @@ def test_the_main_steps_run_end_to_end_on_the_smoke_profile(scratch):
                                   run.state["runs"][key].accuracy)
 
 
+def test_no_two_workers_train_the_same_network(scratch):
+    from irbook.incremental.lifelong import job_task_digests
+
+    run = ch07.setup({"profile": "smoke", "workers": 2})
+    owner: dict[str, str] = {}
+    for name, jobs, _ in ch07._job_chains(run):
+        for job in jobs:
+            for digest in job_task_digests(job):
+                assert owner.setdefault(digest, name) == name, (digest, owner[digest], name)
+    planned = {label for _, _, label in ch07.planned_runs(run)}
+    assert "ours" in planned and "case1" in planned  # aliases of dkd_kl and kd_kl ...
+    assert not any(job.method in ("ours", "case1") for _, jobs, _ in ch07._job_chains(run)
+                   for job in jobs)  # ... trained once, under the first name
+
+
 def test_two_workers_train_the_runs_with_the_numbers_of_one_process(scratch, monkeypatch):
     namespace = {"profile": "smoke", "rows": "kl", "experiments": "two_task"}
     parallel = ch07.setup({**namespace, "workers": 2})

@@ -2,7 +2,7 @@
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -593,3 +593,19 @@ def test_jobs_leave_their_results_in_the_cache_for_the_next_run(tmp_path, monkey
         assert run_lifelong(TASKS, method, config).cached == [True, True]
     with pytest.raises(ValueError, match="needs a checkpoint_dir"):
         run_lifelong_jobs([LifelongJob(tuple(TASKS), "ft", _config(None))])
+
+
+def test_job_digests_name_the_networks_a_job_trains():
+    from irbook.incremental.lifelong import LifelongJob, job_task_digests
+
+    config = _config("/tmp/unused-checkpoints")
+    three = (*TASKS, _task("c", 2))
+    ours, dkd = (job_task_digests(LifelongJob(three, m, config)) for m in ("ours", "dkd_kl"))
+    assert len(ours) == 2 and ours == dkd  # an alias trains the very same files
+    two = job_task_digests(LifelongJob(tuple(TASKS), "dkd_kl", config))
+    assert two == dkd[:1]  # the three-task run reuses its two-task prefix
+    others = {m: job_task_digests(LifelongJob(tuple(TASKS), m, config))[0]
+              for m in ("ft", "kd_kl", "kd_l2", "dkd_l2")}
+    assert len({*others.values(), two[0]}) == 5
+    reseeded = replace(config, seed=config.seed + 1)
+    assert job_task_digests(LifelongJob(tuple(TASKS), "dkd_kl", reseeded)) != two

@@ -320,20 +320,28 @@ def _job(run: Session, seed: int, sequence: str, label: str) -> Any:
 
 
 def _job_chains(run: Session) -> list[tuple[str, list[Any], float]]:
-    """The planned runs as chains (name, jobs, cost): a longer sequence joins the chain of its
-    two-task prefix's run, whose tasks it reuses; the longest chains first."""
+    """The planned runs as chains (name, jobs, cost), one per distinct network of the first
+    incremental task (:func:`irbook.incremental.lifelong.job_task_digests`): a longer sequence
+    joins the chain of its two-task prefix's run, a method equal to another at that task
+    (``ours`` and ``dkd_kl``) joins the other's, and a job whose every task is already in its
+    chain is left out, so no two workers train the same files. The longest chains first."""
+    from ..incremental.lifelong import job_task_digests
     from ..incremental.lifelong_methods import METHODS
 
-    chains: dict[tuple[int, str, str], tuple[str, list[Any], float]] = {}
+    chains: dict[str, tuple[str, list[Any], float, set[str]]] = {}
     for seed, sequence, label in planned_runs(run):
-        prefix = "-".join(sequence.split("-")[:2])
-        method = METHODS[label.partition("+")[0]]
-        cost = (len(SEQUENCES[sequence]) - 1) * (1 + 2 * method.bn_images + method.dual)
-        name, jobs, total = chains.get((seed, prefix, label), (
-            f"seed {seed}: {label} on {prefix}", [], 0.0))
-        chains[(seed, prefix, label)] = (name, [*jobs, _job(run, seed, sequence, label)],
-                                         total + cost)
-    return sorted(chains.values(), key=lambda chain: -chain[2])
+        job = _job(run, seed, sequence, label)
+        digests = job_task_digests(job)
+        name, jobs, total, covered = chains.get(digests[0], (
+            f"seed {seed}: {label} on {'-'.join(sequence.split('-')[:2])}", [], 0.0, set()))
+        new = [d for d in digests if d not in covered]
+        if new:
+            method = METHODS[label.partition("+")[0]]
+            total += len(new) * (1 + 2 * method.bn_images + method.dual)
+            jobs = [*jobs, job]
+        chains[digests[0]] = (name, jobs, total, covered | set(digests))
+    ordered = sorted(chains.values(), key=lambda chain: -chain[2])
+    return [(name, jobs, total) for name, jobs, total, _ in ordered]
 
 
 def prefetch(run: Session) -> None:

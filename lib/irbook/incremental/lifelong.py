@@ -82,7 +82,7 @@ from irbook.progress import progress_bar
 from irbook.train.loop import atomic_save, fit, load_checkpoint, plain_data, seed_everything
 
 __all__ = ["LifelongConfig", "LifelongJob", "LifelongResult", "TaskLike", "noise_sensitivity",
-           "run_lifelong", "run_lifelong_jobs"]
+           "job_task_digests", "run_lifelong", "run_lifelong_jobs"]
 
 CACHE_VERSION = 1
 SUBSETS = ("seen", "unseen")
@@ -667,6 +667,19 @@ class LifelongJob:
     tasks: tuple[TaskLike, ...]
     method: str
     config: LifelongConfig
+
+
+def job_task_digests(job: LifelongJob) -> list[str]:
+    """The cache digests of ``job``'s trained tasks 1..T, in order. Two jobs whose digests
+    agree train the same networks (``ours`` is ``dkd_kl`` at task 1, say): a scheduler must
+    put them in one worker, or two processes would train, and checkpoint, the same files."""
+    session = _Session(_check_tasks(job.tasks), job.config,
+                       torch.device(resolve_device(job.config.device)),
+                       default_dataset_factory, None, None)
+    first = _first_key(session)
+    method = METHODS[job.method]
+    return [config_digest(_task_key(session, first, method, t))
+            for t in range(1, len(job.tasks))]
 
 
 def run_lifelong_jobs(jobs: Sequence[LifelongJob]) -> list[list[float]]:
