@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from irbook.chapters import ch02
@@ -151,7 +152,7 @@ def gained(method_gains, whitening="none"):
 
 def runs(level, seeds=(0, 1), aggregation=None, diffusion_gain=None, pq_loss=None,
          passes_gain=None, finetune_gain=None, depth_gain=None, hash_gain=None,
-         dim_gain=None, **kwargs):
+         dim_gain=None, netvlad_gain=None, **kwargs):
     made = {}
     for s in seeds:
         run = ch02.OffTheShelfRun({}, scores_of(lambda *a, s=s: level(*a) + s, **kwargs),
@@ -173,6 +174,10 @@ def runs(level, seeds=(0, 1), aggregation=None, diffusion_gain=None, pq_loss=Non
                                                                                  hash_gain))})
         if dim_gain is not None:
             run.dimension = gained({"dim/32": 0.0, "dim/64": 50.0, "dim/128": dim_gain})
+        if netvlad_gain is not None:  # the trained layer netvlad_gain above VLAD, init below
+            run.aggregated |= {(b, f"netvlad/{name}", w, m): v + gain
+                               for (b, p, w, m), v in run.aggregated.items() if p == "vlad"
+                               for name, gain in (("init", -7.0), ("trained", netvlad_gain))}
         made[s] = run
     return made
 
@@ -199,9 +204,9 @@ def test_evidence_holds_the_map_scores_without_their_nan_queries():
 def test_claims_are_supported_when_the_thesis_ordering_holds():
     found = verdicts(runs(thesis_like, aggregation=thesis_like_aggregation,
                           diffusion_gain=5.0, pq_loss=4.0, passes_gain=4.0, finetune_gain=3.0,
-                          depth_gain=3.0, hash_gain=3.0, dim_gain=60.0))
+                          depth_gain=3.0, hash_gain=3.0, dim_gain=60.0, netvlad_gain=2.0))
     assert found == {check.__name__: "supported" for check in ch02.CLAIMS}
-    assert len(found) == 11
+    assert len(found) == 12
 
 
 def test_the_aggregation_claim_compares_each_embedding_with_bow():
@@ -216,6 +221,22 @@ def test_the_aggregation_claim_compares_each_embedding_with_bow():
     assert claim.verdict == "not supported"
     assert ch02._evidence(results)[0].mean("mAP E roxford5k fv none") == pytest.approx(
         30 + 20 + 5 - 0.5)  # query 4 has no easy positive: dropped
+
+
+def test_the_netvlad_claim_compares_the_trained_layer_with_vlad_not_its_init():
+    for gain, verdict in ((2.0, "supported"), (-2.0, "not supported")):
+        results = runs(thesis_like, aggregation=thesis_like_aggregation, netvlad_gain=gain)
+        claim = ch02.netvlad_claim(results, ch02._evidence(results))
+        assert [c["label"] for c in claim.comparisons] == ["NetVLAD trained − VLAD, mean mAP"]
+        assert claim.comparisons[0]["difference"] == pytest.approx(gain)
+        assert claim.verdict == verdict
+    assert ch02.netvlad_claim(runs(thesis_like, aggregation=thesis_like_aggregation),
+                              None) is None
+    table = ch02.aggregation_table(runs(thesis_like, aggregation=thesis_like_aggregation,
+                                        netvlad_gain=1.0))
+    families = table.drop_duplicates("method").set_index("method")["family"]
+    assert families[ch02.NETVLAD_LABELS["netvlad/trained"]] == "trained layer"
+    assert families["VLAD"] == "local-feature embedding" and families["gem"] == "pooling"
 
 
 def test_codebook_sizes_give_every_embedding_the_same_length():
@@ -234,7 +255,7 @@ def test_claims_are_not_supported_when_the_ordering_is_reversed():
 
     found = verdicts(runs(reversed_, aggregation=reversed_aggregation, diffusion_gain=-5.0,
                           pq_loss=-4.0, passes_gain=-4.0, finetune_gain=-3.0, depth_gain=-3.0,
-                          hash_gain=-3.0, dim_gain=-3.0))
+                          hash_gain=-3.0, dim_gain=-3.0, netvlad_gain=-3.0))
     assert set(found.values()) == {"not supported"}
 
 
@@ -256,7 +277,7 @@ def test_claims_a_run_cannot_test_are_none():
     found = verdicts(runs(thesis_like, whitenings=("none",), poolings=("mac", "gem")))
     assert found == {"whitening_claim": None, "weighted_pooling_claim": None,
                      "hard_is_harder_claim": "supported", "vlad_fv_beat_bow_claim": None,
-                     "diffusion_claim": None, "pq_tradeoff_claim": None,
+                     "netvlad_claim": None, "diffusion_claim": None, "pq_tradeoff_claim": None,
                      "multiple_passes_claim": None, "finetuned_claim": None,
                      "depth_claim": None, "hashing_claim": None, "dimension_claim": None}
     results = {0: ch02.OffTheShelfRun({}, {k: v for k, v in scores_of(thesis_like).items()
@@ -268,7 +289,7 @@ def test_claims_a_run_cannot_test_are_none():
 def test_claim_ids_are_those_of_the_claim_functions():
     results = runs(thesis_like, aggregation=thesis_like_aggregation, diffusion_gain=5.0,
                    pq_loss=4.0, passes_gain=4.0, finetune_gain=3.0, depth_gain=2.0,
-                   hash_gain=1.0, dim_gain=1.0)
+                   hash_gain=1.0, dim_gain=1.0, netvlad_gain=1.0)
     found = {check(results, ch02._evidence(results)).id for check in ch02.CLAIMS}
     assert found == set(ch02.CLAIM_IDS)
 
@@ -312,7 +333,7 @@ def test_protocol_table_explains_every_deviation(profile):
     table = ch02.protocol_table(params)
     assert table["item"].tolist() == ["data", "backbone", "image size", "whitening",
                                       "Oxford/Paris version", "distractors", "metric",
-                                      "local-feature embedding", "re-ranking",
+                                      "local-feature embedding", "NetVLAD", "re-ranking",
                                       "extraction schemes", "fine-tuning",
                                       "network depth", "deep hashing", "feature dimension",
                                       "search"]
@@ -520,3 +541,33 @@ def test_hamming_rankings_are_scored_like_descriptor_rankings():
     rankings = np.argsort(-(queries @ db.T), axis=1, kind="stable")
     for metric, values in ch02.evaluate_per_query(bench, queries, db).items():
         np.testing.assert_allclose(ch02.scores_of_rankings(bench, rankings)[metric], values)
+
+
+def test_netvlad_trains_on_as_many_maps_as_the_budget_holds(monkeypatch):
+    from types import SimpleNamespace
+
+    from irbook.data.sfm import SfmSplit
+    from irbook.models import make_backbone
+
+    clusters = np.repeat(np.arange(6), 4)
+    split = SfmSplit("train", [Path(f"{i}.png") for i in range(24)], [str(i) for i in range(24)],
+                     clusters, np.arange(24), (np.arange(24) // 4) * 4 + (np.arange(24) + 1) % 4)
+    run = SimpleNamespace(params={"image_size": 32, "seed": 0}, state={"head_split": split},
+                          device="cpu")
+    backbone = make_backbone("smallcnn", seed=0)
+    per_image = backbone(torch.zeros(1, 3, 32, 32)).numel() * 4
+    assert ch02.map_split(run, backbone) is split
+    monkeypatch.setattr(ch02, "MAP_BUDGET_BYTES", 9 * per_image)
+    assert ch02.map_split(run, backbone).n_images == 8  # two whole clusters of four
+
+
+def test_the_netvlad_layer_starts_from_kmeans_on_the_maps():
+    maps = torch.cat([torch.randn(6, 8, 3, 3) + 4 * torch.eye(8)[c][None, :, None, None]
+                      for c in (0, 3)])  # local features around two directions
+    layer = ch02.netvlad_layer(maps, clusters=2, seed=0)
+    assert layer.centroids.shape == (2, 8) and 0 < layer.alpha < float("inf")
+    nearest = layer.centroids.detach().argmax(dim=1).sort().values
+    assert nearest.tolist() == [0, 3]  # one centroid per direction
+    out = layer(maps)
+    assert out.shape == (12, 16)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(12))

@@ -14,11 +14,13 @@ from irbook.data.errors import DatasetCorruptError, DatasetNotFoundError
 from irbook.data.sfm import (
     HOW_TO_GET,
     SFM_NAME,
+    SfmSplit,
     TupleSampler,
     cid2filename,
     hardest_negatives,
     load_sfm120k,
     mine_tuples,
+    subset_split,
 )
 from irbook.data.synth.instance import _object_texture
 from irbook.data.synth.sfm import cluster_texture, write_sfm120k
@@ -255,6 +257,40 @@ def test_tuple_sampler_on_a_loaded_split(tmp_path):
     assert paths[0] == [train.image_paths[i] for i in tuples[0]]
     with pytest.raises(ValueError, match="pool_size"):
         TupleSampler(train, pool_size=0)
+
+
+def _named_split(sizes=(3, 5, 2, 4)):
+    clusters = np.repeat(np.arange(len(sizes)), sizes)
+    names = [f"c{c}-i{i}" for i, c in enumerate(clusters)]
+    qidxs = np.arange(clusters.size)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[clusters]
+    pidxs = starts + (qidxs - starts + 1) % np.asarray(sizes)[clusters]
+    boxes = [(0.0, 0.0, float(i), float(i)) for i in range(clusters.size)]
+    return SfmSplit("train", [Path(n) for n in names], names, clusters, qidxs, pidxs, boxes)
+
+
+def test_subset_split_keeps_whole_clusters_and_reindexes_their_pairs():
+    split = _named_split()
+    small = subset_split(split, 8, seed=1)
+    assert small.n_images <= 8
+    kept = set(small.clusters.tolist())
+    assert small.n_images == sum((split.clusters == c).sum() for c in kept)  # whole clusters
+    for left_out in set(split.clusters.tolist()) - kept:  # no cluster left out would fit
+        assert small.n_images + (split.clusters == left_out).sum() > 8
+    original = {name: i for i, name in enumerate(split.cids)}
+    pairs = {(split.cids[q], split.cids[p]) for q, p in zip(split.qidxs, split.pidxs)
+             if split.clusters[q] in kept}
+    assert {(small.cids[q], small.cids[p]) for q, p in zip(small.qidxs, small.pidxs)} == pairs
+    for i, name in enumerate(small.cids):
+        assert small.image_paths[i] == Path(name)
+        assert small.boxes[i] == split.boxes[original[name]]
+        assert small.clusters[i] == split.clusters[original[name]]
+    assert subset_split(split, 8, seed=1).cids == small.cids  # seeded
+    assert subset_split(split, 14) is split
+    with pytest.raises(ValueError, match="smaller than every cluster"):
+        subset_split(split, 1)
+    with pytest.raises(ValueError, match="max_images"):
+        subset_split(split, 0)
 
 
 # ----------------------------------------------------------------------------- synthetic

@@ -75,3 +75,23 @@ def test_split_whitening_is_radenovic_on_the_split_pairs(sfm):
     np.testing.assert_allclose(white.P, expected.P)
     with pytest.raises(ValueError, match="one row per image"):
         experiments.split_learned_whitening(found[:-1], sfm.val)
+
+
+def test_split_maps_are_the_backbone_maps_of_square_resized_images(sfm, tmp_path):
+    from PIL import Image
+
+    from irbook.data.sfm import SfmSplit
+
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 50, 3), dtype=np.uint8)
+                    ).save(wide)
+    split = SfmSplit("val", [*sfm.val.image_paths[:2], wide], ["a", "b", "wide"],
+                     np.array([0, 0, 1]), np.array([0]), np.array([1]))
+    backbone = make_backbone("smallcnn", seed=0).eval()
+    maps = experiments.split_conv_maps(backbone, split, 32, "cpu", batch_size=2, progress=False)
+    square = experiments.SquareSplitImages(split, 32)[2]
+    assert square.shape == (3, 32, 32)  # the 50 x 20 image, its aspect not kept
+    with torch.no_grad():
+        expected = backbone(square.unsqueeze(0))[0]
+    assert maps.shape == (3, *expected.shape) and maps.dtype == torch.float32
+    torch.testing.assert_close(maps[2], expected, rtol=1e-5, atol=1e-6)

@@ -192,6 +192,34 @@ def load_sfm120k(root: str | PathLike[str]) -> SfmTrainingSet:
     return SfmTrainingSet(folder, train, val)
 
 
+def subset_split(split: SfmSplit, max_images: int, seed: int = 0) -> SfmSplit:
+    """At most ``max_images`` images of ``split``, whole clusters drawn in a seeded random
+    order (a cluster that would overflow is passed over), with the pairs among them re-indexed.
+    The split itself when it is small enough. For training that holds every image's features in
+    memory (the 91,642 training images of the real release do not fit as conv maps)."""
+    max_images = _check_count("max_images", max_images, 1)
+    if split.n_images <= max_images:
+        return split
+    rng = np.random.default_rng(zlib.crc32(f"sfm-subset/{split.name}/{seed}".encode()))
+    kept, total = [], 0
+    for cluster in rng.permutation(np.unique(split.clusters)):
+        size = int((split.clusters == cluster).sum())
+        if total + size <= max_images:
+            kept.append(cluster)
+            total += size
+    keep = np.flatnonzero(np.isin(split.clusters, kept))
+    if keep.size == 0:
+        raise ValueError(f"max_images={max_images} is smaller than every cluster of split "
+                         f"{split.name!r}")
+    new_index = np.full(split.n_images, -1, dtype=np.int64)
+    new_index[keep] = np.arange(keep.size)
+    pairs = (new_index[split.qidxs] >= 0) & (new_index[split.pidxs] >= 0)
+    return SfmSplit(split.name, [split.image_paths[i] for i in keep],
+                    [split.cids[i] for i in keep], split.clusters[keep],
+                    new_index[split.qidxs[pairs]], new_index[split.pidxs[pairs]],
+                    None if split.boxes is None else [split.boxes[i] for i in keep])
+
+
 # --------------------------------------------------------------------------- tuple mining
 
 

@@ -4,6 +4,7 @@ heads trained on frozen features (projections, NetVLAD, deep hashing) and cached
 from irbook.instance.experiments import (
     cached_finetune,
     finetune_key,
+    split_conv_maps,
     split_descriptors,
     split_learned_whitening,
 )
@@ -33,7 +34,8 @@ from irbook.instance.heads import (
 )
 
 __all__ = ["HashResult", "HashTrainingConfig", "HeadConfig", "HeadResult", "cached_finetune",
-           "finetune_key", "split_descriptors", "split_learned_whitening", "train_hash_head",
+           "finetune_key", "split_conv_maps", "split_descriptors", "split_learned_whitening",
+           "train_hash_head",
            "train_head_on_tuples",
            "FINETUNE_POOLINGS", "LOSSES", "EpochTuples", "FinetuneConfig", "FinetuneResult",
            "TupleImages", "TupleModel", "build_model", "embed_tuples", "finetune",

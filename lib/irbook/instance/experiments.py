@@ -18,16 +18,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
+from irbook.constants import IMAGENET_MEAN, IMAGENET_STD
+from irbook.data.images import load_image
 from irbook.data.sfm import SFM_NAME, SfmSplit
 from irbook.instance.finetuning import FinetuneConfig, FinetuneResult, finetune, training_image
-from irbook.models.extract import extract_descriptors
+from irbook.models.extract import extract_descriptors, extract_feature_maps
 from irbook.models.whitening import Whitening, fit_learned_whitening
 
-__all__ = ["SplitImages", "cached_finetune", "finetune_key", "module_digest",
-           "split_descriptors", "split_digest", "split_learned_whitening"]
+__all__ = ["SplitImages", "SquareSplitImages", "cached_finetune", "finetune_key",
+           "module_digest", "split_conv_maps", "split_descriptors", "split_digest",
+           "split_learned_whitening"]
 
 IGNORED_FIELDS = ("progress", "device")
 """Configuration fields that do not change the trained weights."""
@@ -102,6 +107,32 @@ def split_descriptors(net: nn.Module, split: SfmSplit, image_size: int, device: 
     """Descriptors (N, D) of every image of ``split`` from ``net`` (eval mode, no gradients)."""
     return extract_descriptors(net, SplitImages(split, image_size), device=device,
                                progress=progress, batch_size=batch_size)
+
+
+class SquareSplitImages(Dataset):
+    """The images of a split resized to ``image_size`` x ``image_size`` (aspect not kept), so
+    that their conv maps share one shape and stack (:func:`split_conv_maps`)."""
+
+    def __init__(self, split: SfmSplit, image_size: int) -> None:
+        self.paths, self.image_size = list(split.image_paths), image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = load_image(self.paths[index])
+        image = image.resize((self.image_size, self.image_size), Image.BILINEAR)
+        return TF.normalize(TF.to_tensor(image), list(IMAGENET_MEAN), list(IMAGENET_STD))
+
+
+def split_conv_maps(backbone: nn.Module, split: SfmSplit, image_size: int, device: str,
+                    batch_size: int = 32, progress: bool = True) -> torch.Tensor:
+    """The backbone's conv maps (N, C, h, w), float32 on the CPU, of every image of ``split``
+    resized to a square of ``image_size`` (:class:`SquareSplitImages`): the frozen inputs of a
+    layer trained on the maps, such as NetVLAD (eval mode, no gradients)."""
+    maps = extract_feature_maps(backbone, SquareSplitImages(split, image_size), device=device,
+                                progress=progress, batch_size=batch_size)
+    return torch.stack(maps).float()
 
 
 def split_learned_whitening(descriptors: np.ndarray, split: SfmSplit,
