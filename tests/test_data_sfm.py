@@ -278,9 +278,10 @@ def test_subset_split_keeps_whole_clusters_and_reindexes_their_pairs():
     for left_out in set(split.clusters.tolist()) - kept:  # no cluster left out would fit
         assert small.n_images + (split.clusters == left_out).sum() > 8
     original = {name: i for i, name in enumerate(split.cids)}
-    pairs = {(split.cids[q], split.cids[p]) for q, p in zip(split.qidxs, split.pidxs)
-             if split.clusters[q] in kept}
-    assert {(small.cids[q], small.cids[p]) for q, p in zip(small.qidxs, small.pidxs)} == pairs
+    pairs = {(split.cids[q], split.cids[p])
+             for q, p in zip(split.qidxs, split.pidxs, strict=True) if split.clusters[q] in kept}
+    assert {(small.cids[q], small.cids[p])
+            for q, p in zip(small.qidxs, small.pidxs, strict=True)} == pairs
     for i, name in enumerate(small.cids):
         assert small.image_paths[i] == Path(name)
         assert small.boxes[i] == split.boxes[original[name]]
