@@ -300,3 +300,31 @@ def test_resume_equals_uninterrupted_and_mining_uses_the_epoch_start_network(
     assert _without_time(resumed.history) == _without_time(straight.history)
     lr = load_checkpoint(tmp_path / "resumed.pt")["optimizer"]["param_groups"][0]["lr"]
     assert lr == pytest.approx(1e-3 * math.exp(-0.02))  # decayed by exp(-0.01) per epoch
+
+
+def test_training_images_are_resized_once_and_read_again_when_the_file_changes(tmp_path):
+    import os
+
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    from irbook.constants import IMAGENET_MEAN, IMAGENET_STD
+    from irbook.data.images import load_image, resize_max_side
+    from irbook.instance.finetuning import training_image
+
+    path = tmp_path / "view.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(path)
+
+    def by_torchvision():
+        image = resize_max_side(load_image(path), 45)
+        return TF.normalize(TF.to_tensor(image), list(IMAGENET_MEAN), list(IMAGENET_STD))
+
+    first = training_image(path, 45)
+    assert first.shape == (3, 30, 45) and torch.equal(first, by_torchvision())
+    assert torch.equal(training_image(path, 45), first)  # from memory, the same values
+    Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(path)
+    os.utime(path, ns=(1, 10**18))  # a new modification time: the cached pixels are stale
+    changed = training_image(path, 45)
+    assert torch.equal(changed, by_torchvision()) and not torch.equal(changed, first)
+    assert training_image(path, 200).shape == (3, 60, 90)  # smaller images keep their size

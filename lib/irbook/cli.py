@@ -31,10 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     params = sub.add_parser("params", help="list a chapter's parameters")
     params.add_argument("chapter", help=f"one of {', '.join(CHAPTERS)}")
 
-    book = sub.add_parser("book", help="run every chapter and build the HTML book")
+    book = sub.add_parser("book", help="run the chapters whose inputs changed and build the "
+                                       "HTML book")
     book.add_argument("--profile", default="demo", help=f"one of {', '.join(PROFILES)}")
     book.add_argument("--no-run", action="store_true",
                       help="reuse the executed notebooks already in runs/<profile>/")
+    book.add_argument("--chapters", default=None,
+                      help=f"comma-separated chapters to bring up to date (default: all of "
+                           f"{', '.join(CHAPTERS)}); the others keep their pages")
+    book.add_argument("--force", action="store_true",
+                      help="execute the chosen chapters even when nothing they depend on "
+                           "changed")
 
     data = sub.add_parser("data", help="datasets: write the synthetic ones")
     data.add_argument("action", choices=("synth",))
@@ -76,7 +83,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
     from .bookbuild import build_book
 
     _check_profile(args.profile)
-    build_book(args.profile, run=not args.no_run)
+    build_book(args.profile, run=not args.no_run, chapters=args.chapters, force=args.force)
     return 0
 
 
@@ -115,12 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _exit_code(error: Exception) -> int | None:
     """2: bad input refused before any work; 1: a run that failed; None: a bug (traceback)."""
+    from .bookbuild import BookBuildError
     from .runner import ChapterRunError, RunsFolderError
     from .train.loop import CheckpointWriteError
 
     if isinstance(error, (RunsFolderError, ParameterError, ValueError, FileNotFoundError)):
         return 2
-    if isinstance(error, (ChapterRunError, CheckpointWriteError, OSError)):
+    if isinstance(error, (ChapterRunError, BookBuildError, CheckpointWriteError, OSError)):
         return 1
     return None
 

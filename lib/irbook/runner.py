@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .buildcache import execution_key, write_execution_key
 from .chapters import get_chapter
 from .params import refuse_profile_override
 from .paths import REPO_ROOT, runs_dir
@@ -93,6 +94,7 @@ def run_chapter(key: str, profile: str = "demo", overrides: Mapping[str, Any] | 
 
         resolve_device(params["device"])
     chapter.check_inputs(params)
+    inputs = execution_key(chapter.notebook_path, params)
     out_dir = chapter_run_dir(key, profile, out_root)
     check_writable(out_dir)
     _clean_stale(out_dir)
@@ -108,7 +110,8 @@ def run_chapter(key: str, profile: str = "demo", overrides: Mapping[str, Any] | 
         # stored in the executed notebook as text) are replaced by papermill's bar over cells.
         with _environment(IRBOOK_RUN_DIR=str(fresh), TQDM_DISABLE="1"):
             _execute(chapter.notebook_path, fresh, params, progress)
-        write_results(fresh, key, params, wall_time=time.time() - started)
+        write_results(fresh, key, params, wall_time=time.time() - started, inputs=inputs)
+        write_execution_key(fresh, inputs)
     except BaseException as error:
         failed = _keep_failed(fresh, failed_run_dir(key, profile, out_root))
         if isinstance(error, Exception):
@@ -222,10 +225,13 @@ def _environment(**variables: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def write_results(out_dir: Path, key: str, params: Mapping[str, Any], wall_time: float) -> Path:
+def write_results(out_dir: Path, key: str, params: Mapping[str, Any], wall_time: float,
+                  inputs: Mapping[str, Any] | None = None) -> Path:
     """Merge what the notebook reported with the run's parameters, environment and timing.
 
-    ``claims`` and ``deviations`` are passed through as reported; ``seeds`` too when present.
+    ``claims`` and ``deviations`` are passed through as reported; ``seeds`` too when present;
+    ``inputs`` (the execution key of :mod:`irbook.buildcache`) as the digests of the code,
+    library and data and the package versions the run used.
     """
     from .device import environment
 
@@ -244,6 +250,9 @@ def write_results(out_dir: Path, key: str, params: Mapping[str, Any], wall_time:
         "git_revision": git_revision(),
         "wall_time_s": round(wall_time, 2),
     }
+    if inputs is not None:
+        results["inputs"] = {part: value for part, value in inputs.items()
+                             if part != "parameters"}
     if "seeds" in reported:
         results["seeds"] = reported["seeds"]
     if reported.get("claims_skipped"):

@@ -997,12 +997,18 @@ def search_speedup(run: Session, table: pd.DataFrame) -> float:
     return speedup
 
 
+STRUCTURELESS_MAX = 20_000
+"""Vectors of the structureless note at most: the collapse shows at any size."""
+
+
 def structureless_recall(run: Session) -> pd.DataFrame:
-    """Recall@10 of the approximate backends on Gaussian vectors of the same size (first
-    seed): without clusters the cells and graphs of the indexes carry no information."""
+    """Recall@10 of the approximate backends on Gaussian vectors of the same dimension, at most
+    :data:`STRUCTURELESS_MAX` of them (first seed): without clusters the cells and graphs of
+    the indexes carry no information."""
     from ..search.tradeoff import sweep_backends
 
-    table, _ = sweep_backends(*search_data(run.params, run.seeds[0], structured=False),
+    params = {**run.params, "search_n": min(run.params["search_n"], STRUCTURELESS_MAX)}
+    table, _ = sweep_backends(*search_data(params, run.seeds[0], structured=False),
                               k=10, seed=run.seeds[0], repeats=1,
                               kinds=("ivf_flat", "ivf_pq", "hnsw"))
     return table[["backend", "setting", "recall@10"]]

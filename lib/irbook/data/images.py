@@ -178,5 +178,6 @@ class ImageFolderDataset(ImageFolder):
             root, "image folder", "write the synthetic set with irbook.data.synth."
             "ensure_classification, or point root at <split>/<class_name>/<image> folders",
         )
-        super().__init__(str(root), transform=classification_transform(image_size, train))
+        super().__init__(str(root), transform=classification_transform(image_size, train),
+                         loader=load_image)  # small images decoded once, then from memory
         self.train = train

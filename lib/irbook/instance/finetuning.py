@@ -40,7 +40,12 @@ from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
 from irbook.constants import IMAGENET_MEAN, IMAGENET_STD
-from irbook.data.images import load_image, resize_max_side
+from irbook.data.images import (
+    SMALL_IMAGE_CACHE_SIZE,
+    SMALL_IMAGE_PIXELS,
+    load_image,
+    resize_max_side,
+)
 from irbook.data.sfm import Describe, SfmSplit, TupleSampler
 from irbook.device import DEVICES, resolve_device
 from irbook.incremental.runner import completed_epochs
@@ -170,10 +175,34 @@ def training_image(path: str | PathLike[str], image_size: int,
                    std: Sequence[float] = IMAGENET_STD) -> Tensor:
     """The normalised tensor (3, H, W) of one image whose longer side is shrunk to
     ``image_size`` when larger (cirtorch's ``imresize``; smaller images keep their size)."""
+    pixels = _resized_pixels(Path(path), image_size)
+    return TF.normalize(pixels.to(torch.float32).div(255), list(mean), list(std))
+
+
+_RESIZED: dict[tuple[str, int], tuple[int, Tensor]] = {}
+"""(path, image_size) -> (mtime, uint8 pixels): every epoch of fine-tuning and of mining reads
+the same small images again; the resize is done once (:data:`SMALL_IMAGE_PIXELS` and smaller)."""
+
+
+def _resized_pixels(path: Path, image_size: int) -> Tensor:
+    """The uint8 pixels (3, H, W) of :func:`training_image`, before the normalisation."""
+    key = (str(path), int(image_size))
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError:
+        mtime_ns = None  # load_image names the missing file
+    cached = _RESIZED.get(key)
+    if cached is not None and cached[0] == mtime_ns:
+        return cached[1]
     img = load_image(path)
     if max(img.size) > image_size:
         img = resize_max_side(img, image_size)
-    return TF.normalize(TF.to_tensor(img), list(mean), list(std))
+    pixels = TF.pil_to_tensor(img)
+    if img.width * img.height <= SMALL_IMAGE_PIXELS:
+        if len(_RESIZED) >= SMALL_IMAGE_CACHE_SIZE:
+            _RESIZED.pop(next(iter(_RESIZED)))  # forget the oldest entry
+        _RESIZED[key] = (mtime_ns, pixels)
+    return pixels
 
 
 class _MaxSizeImages(Dataset):
