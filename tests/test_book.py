@@ -36,3 +36,12 @@ def test_no_page_loads_scripts_or_styles_from_the_network(html):
         text = page.read_text()
         remote = re.findall(r"<(?:script|link)[^>]+(?:src|href)=\"(https?://[^\"]+)\"", text)
         assert not remote, f"{page.name} loads {remote}"
+
+
+def test_the_scoreboard_and_the_conclusions_are_pages_of_the_book(html):
+    board = (html / "book" / "scoreboard.html").read_text()
+    assert "The count" in board and "Where the numbers came from" in board
+    for claim in ("ch02.whitening_helps", "ch05.", "ch07."):
+        assert claim in board, claim
+    assert "(no runs yet)" not in board
+    assert (html / "book" / "ch09_conclusions.html").exists()

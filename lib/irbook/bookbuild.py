@@ -24,9 +24,11 @@ from .buildcache import changed_parts, execution_key, merge_prose
 from .chapters import CHAPTERS, get_chapter
 from .paths import REPO_ROOT, runs_dir
 from .runner import ChapterRunError, chapter_run_dir, run_chapter
+from .scoreboard import MARKER, scoreboard_markdown
 
 STAGED = ("_config.yml", "_toc.yml", "book", "lib/irbook", "data/thesis_tables")
 ROOT_PAGE = "book/preface.md"
+SCOREBOARD_PAGE = "book/scoreboard.md"
 
 
 @dataclass
@@ -108,6 +110,8 @@ def _staged_files(profile: str, runs_root: Path | None,
         files[chapter.notebook] = (json.dumps(page, indent=1, ensure_ascii=False) + "\n").encode()
     if failed:
         files[ROOT_PAGE] = files[ROOT_PAGE] + failure_notice(failed).encode()
+    page = files[SCOREBOARD_PAGE].decode()
+    files[SCOREBOARD_PAGE] = page.replace(MARKER, scoreboard_markdown(runs_root)).encode()
     return files
 
 
