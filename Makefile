@@ -5,7 +5,7 @@ PROFILE ?= demo
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.irbook-installed
 
-.PHONY: install book test lint unit golden clean
+.PHONY: install book lab test lint unit golden clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(STAMP)  ## create .venv (if missing) and install irbook with faiss-cp
 
 book: install  ## execute every chapter with PROFILE (default demo) and build _build/html
 	$(BIN)/irbook book --profile $(PROFILE)
+
+lab: install  ## open JupyterLab on the chapter notebooks (the first code cell holds the parameters)
+	$(BIN)/jupyter lab notebooks/
 
 lint: install
 	$(BIN)/ruff check lib tests notebooks tools

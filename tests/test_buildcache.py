@@ -195,3 +195,23 @@ def test_staging_rewrites_only_what_changed(fake_runs):
     bookbuild.stage_book("smoke", build_dir, root)  # a build without failures: the page as is
     assert (src / bookbuild.ROOT_PAGE).read_bytes() == (
         bookbuild.REPO_ROOT / bookbuild.ROOT_PAGE).read_bytes()
+
+
+def test_pages_open_with_the_stamp_of_their_run_and_hide_the_parameter_cells(tmp_path):
+    executed = json.loads(json.dumps(SOURCE))
+    executed["cells"].insert(2, _cell("code", "x = 3", tags=["injected-parameters"]))
+    params = {**CHAPTERS["ch05"].resolve("demo"), "seed": 3, "beta": 0.5}
+    results = {"chapter": "ch05", "profile": "demo", "parameters": params, "seed": 3,
+               "device": "cpu (2 threads)", "git_revision": "abc1234+dirty",
+               "wall_time_s": 81.2, "inputs": {"data": "synthetic"}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    page = bookbuild.stamped(executed, tmp_path / "results.json")
+    stamp = "".join(page["cells"][1]["source"])
+    assert page["cells"][0]["source"] == "# Title" and page["cells"][1]["id"] == "irbook-stamp"
+    for text in ("demo", "`seed = 3`", "`beta = 0.5`", "cpu (2 threads)", "`abc1234+dirty`",
+                 "`synthetic`", "81.2 s",
+                 "`irbook run ch05 --profile demo -p seed 3 -p beta 0.5`"):
+        assert text in stamp, text
+    hidden = [c["source"] for c in page["cells"] if "remove-cell" in c["metadata"].get("tags", [])]
+    assert hidden == ["x = None", "x = 3"]
+    assert "remove-cell" not in json.dumps(executed)  # the executed notebook is not changed

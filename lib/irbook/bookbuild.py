@@ -105,6 +105,7 @@ def _staged_files(profile: str, runs_root: Path | None,
         executed_path = chapter_run_dir(key, profile, runs_root) / chapter.notebook_path.name
         if executed_path.exists():
             page = merge_prose(current, json.loads(executed_path.read_text()))
+            page = stamped(page, executed_path.parent / "results.json")
         else:
             page = not_executed_page(current, key, profile)
         files[chapter.notebook] = (json.dumps(page, indent=1, ensure_ascii=False) + "\n").encode()
@@ -113,6 +114,57 @@ def _staged_files(profile: str, runs_root: Path | None,
     page = files[SCOREBOARD_PAGE].decode()
     files[SCOREBOARD_PAGE] = page.replace(MARKER, scoreboard_markdown(runs_root)).encode()
     return files
+
+
+HIDDEN_TAGS = ("parameters", "injected-parameters")
+"""Cells removed from the rendered page: the stamp shows the values that ran."""
+
+
+def stamped(page: dict, results_path: Path) -> dict:
+    """The page with the stamp of its run after its first cell, and the parameter cells
+    removed from the rendering (tag ``remove-cell``)."""
+    page = dict(page)
+    cells = []
+    for cell in page.get("cells", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if any(tag in tags for tag in HIDDEN_TAGS) and "remove-cell" not in tags:
+            cell = {**cell, "metadata": {**cell["metadata"], "tags": [*tags, "remove-cell"]}}
+        cells.append(cell)
+    if results_path.exists():
+        stamp = {"cell_type": "markdown", "id": "irbook-stamp", "metadata": {},
+                 "source": [run_stamp(json.loads(results_path.read_text()))]}
+        cells.insert(1, stamp)
+    page["cells"] = cells
+    return page
+
+
+def run_stamp(results: dict) -> str:
+    """Where this page's numbers came from: profile, changed parameters, seeds, device,
+    revision, data, wall time and the command that reproduces the run."""
+    from .scoreboard import RunRecord, changed_parameters
+
+    record = RunRecord(results.get("chapter", "?"), results.get("profile", "?"), Path("."),
+                       results)
+    changed = changed_parameters(record)
+    options = "".join(f" -p {k} {_shell_value(v)}" for k, v in changed.items())
+    seeds = results.get("seeds") or [results.get("seed")]
+    rows = [("profile", results.get("profile", "?")),
+            ("parameters changed from the profile",
+             ", ".join(f"`{k} = {v}`" for k, v in changed.items()) or "none"),
+            ("seed(s)", ", ".join(str(s) for s in seeds if s is not None) or "?"),
+            ("device", results.get("device", "unknown")),
+            ("git revision", f"`{results.get('git_revision', 'unknown')}`"),
+            ("data", f"`{results.get('inputs', {}).get('data', 'unknown')}`"),
+            ("wall time", f"{results.get('wall_time_s', '?')} s")]
+    body = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    command = f"irbook run {record.chapter} --profile {record.profile}{options}"
+    return (f"```{{admonition}} This page was executed with\n:class: note\n\n| | |\n| --- | --- |"
+            f"\n{body}\n\nReproduce it with `{command}`.\n```\n")
+
+
+def _shell_value(value: object) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if text and all(c.isalnum() or c in "._-,/" for c in text) else f"'{text}'"
 
 
 def not_executed_page(notebook: dict, key: str, profile: str) -> dict:
