@@ -45,3 +45,18 @@ def test_the_scoreboard_and_the_conclusions_are_pages_of_the_book(html):
         assert claim in board, claim
     assert "(no runs yet)" not in board
     assert (html / "book" / "ch09_conclusions.html").exists()
+
+
+def test_citations_resolve_to_the_bibliography(html):
+    bibliography = (html / "book" / "bibliography.html").read_text()
+    assert "Exploring Deep Learning for Intelligent Image Retrieval" in bibliography
+    assert "NetVLAD" in bibliography
+    page = (html / "notebooks" / "ch02_deep_image_retrieval.html").read_text()
+    assert "bibliography.html#id" in page  # a {cite} role became a link to the entry
+    assert "{cite}" not in page
+
+
+def test_code_cells_wrap_instead_of_scrolling_sideways(html):
+    page = (html / "notebooks" / "ch05_incremental_fgir.html").read_text()
+    assert "_static/irbook.css" in page
+    assert "white-space: pre-wrap" in (html / "_static" / "irbook.css").read_text()

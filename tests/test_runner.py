@@ -80,7 +80,11 @@ def test_success_writes_the_folder_and_a_failing_rerun_keeps_it(fake, tmp_path):
     assert results["claims"] == [CLAIM]  # passed through as reported
     assert results["deviations"] == ["smaller"] and results["seeds"] == [0, 1]
     good = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert set(good) == {"chfake.ipynb", "notebook_results.json", "results.json"}
+    assert set(good) == {"chfake.ipynb", "notebook_results.json", "results.json",
+                         "execution.json"}
+    key = json.loads(good["execution.json"])  # what the book build compares (irbook.buildcache)
+    assert key["parameters"]["value"] == 3 and key["data"] == "synthetic"
+    assert results["inputs"] == {k: v for k, v in key.items() if k != "parameters"}
 
     with pytest.raises(ChapterRunError) as error:
         run_chapter("chfake", "smoke", {"fail": True}, progress=False)

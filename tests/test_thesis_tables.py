@@ -42,6 +42,7 @@ def test_all_tables_available_in_thesis_order():
         "5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7", "5.8", "5.9", "5.10",
         "6.1", "6.2", "6.3",
         "7.1", "7.2", "7.3", "7.4", "7.5", "7.6",
+        "8.2", "8.3", "8.4",
     ]
 
 
@@ -391,3 +392,22 @@ def test_chapter_4_values_quoted_in_the_prose():
     complexity = load_thesis_table("4.6").set_index("backbone")
     assert complexity.loc["MobileNet", "params_million"] == 14.6
     assert complexity.loc["VGG", "flops"] == 3.1e10
+
+
+def test_chapter_8_tables_hold_the_printed_numbers():
+    captioning = load_thesis_table("8.2").set_index("method")
+    assert len(captioning) == 18 and list(captioning.columns)[:3] == ["ref", "cider_c5",
+                                                                       "cider_c40"]
+    assert captioning.loc["SCST", "cider_c5"] == 114.7
+    assert captioning.loc["SGAE", "bleu4_c40"] == 69.7
+    assert math.isnan(captioning.loc["CGAN", "cider_c40"])  # printed "-"
+    generation = load_thesis_table("8.3").set_index("method")
+    assert generation.loc["StackGAN", "cub_is"] == 3.70
+    assert generation.loc["StackGAN", "cub_is_std"] == 0.04
+    assert generation.loc["Obj-GANs", "coco_fid"] == 25.85
+    assert math.isnan(generation.loc["Obj-GANs", "coco_fid_std"])
+    vqa = load_thesis_table("8.4").set_index("method")
+    assert len(vqa) == 23 and vqa.loc["DCAF", "open_ended_test_std"] == 70.0
+    assert vqa.loc["MCB", "mc_test_dev"] == 70.2 and vqa.loc["MCB", "ref"] == 335
+    for frame in (captioning, generation, vqa.drop(columns="note")):
+        assert all(pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns)

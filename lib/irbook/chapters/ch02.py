@@ -696,6 +696,7 @@ def train_netvlad(run: Session, backbone: torch.nn.Module, seed: int) -> tuple[d
     conv maps (:func:`netvlad_layer`), then trained on their tuples with the triplet loss
     (:func:`irbook.instance.train_head_on_tuples`, checkpointed in the cache): the layers
     ``netvlad/init`` and ``netvlad/trained``, and the training history."""
+    from ..incremental.runner import config_digest
     from ..instance.experiments import module_digest, split_conv_maps, split_digest
     from ..instance.heads import HeadConfig, train_head_on_tuples
     from ..paths import cache_dir
@@ -708,7 +709,7 @@ def train_netvlad(run: Session, backbone: torch.nn.Module, seed: int) -> tuple[d
     config = HeadConfig(loss="triplet", margin=NETVLAD_MARGIN, n_queries=p["finetune_queries"],
                         pool_size=min(POOL_PER_QUERY * p["finetune_queries"], split.n_images),
                         epochs=p["netvlad_epochs"], seed=seed, progress=False)
-    key = protocol_digest({"layer": module_digest(layer), "split": split_digest(split),
+    key = config_digest({"layer": module_digest(layer), "split": split_digest(split),
                            "backbone": module_digest(backbone), "size": p["image_size"],
                            "config": {k: v for k, v in vars(config).items() if k != "progress"}})
     folder = cache_dir() / "ch02"
@@ -716,14 +717,6 @@ def train_netvlad(run: Session, backbone: torch.nn.Module, seed: int) -> tuple[d
     trained = train_head_on_tuples(layer, maps, split, config,
                                    checkpoint=folder / f"netvlad-{key}.pt")
     return {"netvlad/init": layer, "netvlad/trained": trained.head}, trained.history
-
-
-def protocol_digest(payload: Mapping[str, Any]) -> str:
-    """A short SHA-1 of a JSON-able mapping (names a cached training run)."""
-    import hashlib
-    import json
-
-    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --- feature-extraction schemes (Sec. 2.3.1, Figs. 2.6-2.7) --------------------------------
