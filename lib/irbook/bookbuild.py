@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .buildcache import changed_parts, execution_key, merge_prose
+from .buildcache import changed_parts, execution_key, is_current, merge_prose
 from .chapters import CHAPTERS, get_chapter
 from .paths import REPO_ROOT, runs_dir
 from .runner import ChapterRunError, chapter_run_dir, run_chapter
@@ -62,14 +62,12 @@ def execute_chapters(keys: Iterable[str], profile: str, runs_root: Path | None =
         chapter = get_chapter(key)
         run_dir = chapter_run_dir(key, profile, runs_root)
         wanted = execution_key(chapter.notebook_path, chapter.resolve(profile))
-        changed = changed_parts(run_dir, wanted)
-        if not (run_dir / chapter.notebook_path.name).exists():
-            changed = ["no executed notebook"]
-        if not changed and not force:
+        if not force and is_current(run_dir, wanted, chapter.notebook_path.name):
             print(f"[irbook] {key}: up to date, not executed again", flush=True)
             report.reused.append(key)
             continue
-        why = "forced" if force else "changed: " + ", ".join(changed)
+        why = "forced" if force else "changed: " + ", ".join(
+            changed_parts(run_dir, wanted) or ["no executed notebook"])
         print(f"[irbook] executing {key} with the {profile} profile ({why})", flush=True)
         try:
             run_chapter(key, profile, out_root=runs_root)
