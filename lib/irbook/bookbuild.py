@@ -139,17 +139,16 @@ def stamped(page: dict, results_path: Path) -> dict:
 def run_stamp(results: dict) -> str:
     """Where this page's numbers came from: profile, changed parameters, seeds, device,
     revision, data, wall time and the command that reproduces the run."""
-    from .scoreboard import RunRecord, changed_parameters
+    from .scoreboard import RunRecord, changed_parameters, seeds_text
 
     record = RunRecord(results.get("chapter", "?"), results.get("profile", "?"), Path("."),
                        results)
     changed = changed_parameters(record)
     options = "".join(f" -p {k} {_shell_value(v)}" for k, v in changed.items())
-    seeds = results.get("seeds") or [results.get("seed")]
     rows = [("profile", results.get("profile", "?")),
             ("parameters changed from the profile",
              ", ".join(f"`{k} = {v}`" for k, v in changed.items()) or "none"),
-            ("seed(s)", ", ".join(str(s) for s in seeds if s is not None) or "?"),
+            ("seed(s)", seeds_text(results) or "?"),
             ("device", results.get("device", "unknown")),
             ("git revision", f"`{results.get('git_revision', 'unknown')}`"),
             ("data", f"`{results.get('inputs', {}).get('data', 'unknown')}`"),

@@ -109,7 +109,8 @@ def changed_parameters(record: RunRecord) -> dict[str, Any]:
             if k != "profile" and (k not in defaults or defaults[k] != v)}
 
 
-def _seeds(results: Mapping[str, Any]) -> str:
+def seeds_text(results: Mapping[str, Any]) -> str:
+    """The run's seeds as ``0, 1, 2`` (its one seed when it reports no list)."""
     seeds = results.get("seeds") or [results.get("seed")]
     return ", ".join(str(s) for s in seeds if s is not None)
 
@@ -126,7 +127,7 @@ def provenance_table(records: Iterable[RunRecord], library: str) -> pd.DataFrame
             "chapter": record.chapter, "profile": record.profile,
             "revision": r.get("git_revision", "unknown"),
             "changed parameters": ", ".join(f"{k}={v}" for k, v in changed.items()) or "none",
-            "seeds": _seeds(r), "device": r.get("device", "unknown"),
+            "seeds": seeds_text(r), "device": r.get("device", "unknown"),
             "data": _short(inputs.get("data", "unknown")),
             "versions": ", ".join(f"{name} {packages[name]}" for name in
                                   ("python", "torch", "faiss-cpu", "faiss", "numpy")

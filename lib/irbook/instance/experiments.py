@@ -109,15 +109,9 @@ def split_descriptors(net: nn.Module, split: SfmSplit, image_size: int, device: 
                                progress=progress, batch_size=batch_size)
 
 
-class SquareSplitImages(Dataset):
+class SquareSplitImages(SplitImages):
     """The images of a split resized to ``image_size`` x ``image_size`` (aspect not kept), so
     that their conv maps share one shape and stack (:func:`split_conv_maps`)."""
-
-    def __init__(self, split: SfmSplit, image_size: int) -> None:
-        self.paths, self.image_size = list(split.image_paths), image_size
-
-    def __len__(self) -> int:
-        return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         image = load_image(self.paths[index])
