@@ -89,14 +89,23 @@ def same_structure(got: list[str], want: list[str]) -> bool:
     def mask(line: str) -> str:
         return " ".join(NUMBER.sub("#", VERDICT.sub("VERDICT", line)).split())
 
-    return len(got) == len(want) and all(mask(g) == mask(w)
-                                         for g, w in zip(got, want, strict=True))
+    def same(got_line: str, want_line: str) -> bool:
+        g, w = mask(got_line), mask(want_line)
+        if g.endswith("...") and w.endswith("..."):  # pandas cut a long cell: numbers of
+            g, w = g.rsplit(" ", 1)[0], w.rsplit(" ", 1)[0]  # another width moves the cut
+            return g.startswith(w) or w.startswith(g)
+        return g == w
+
+    return len(got) == len(want) and all(same(g, w) for g, w in zip(got, want, strict=True))
 
 
 def test_another_machine_is_held_to_the_structure():
     assert same_structure(["ours  19.6   supported"], ["ours  19.7   inconclusive"])
     assert not same_structure(["ours  19.6"], ["EWC   19.7"])
     assert not same_structure(["a", "b"], ["a"])
+    cut = "x − y: −3.3 [−12.8, +7.1], needs > 0 (inconclusive)...."  # pandas cut at 200
+    assert same_structure([cut.replace("−3.3", "−13.3")[:-1]], [cut])
+    assert not same_structure(["z − y: −3.3 ..."], ["x − y: −3.3 ..."])
 
 
 def test_numbers_may_differ_by_a_rounding_step_but_not_more():

@@ -51,3 +51,28 @@ def load_thesis_table(table: str) -> pd.DataFrame:
     if "step" in frame.columns:
         frame["step"] = frame["step"].astype("Int64")
     return frame
+
+
+_FIGURE = re.compile(r"^figure_(\d+)_(\d+)\.csv$")
+
+
+def available_figures() -> list[str]:
+    """Names of the thesis figures stored as data (``["8.4", "8.5"]``), in thesis order."""
+    if not TABLES_DIR.is_dir():
+        return []
+    found = [_FIGURE.match(path.name) for path in TABLES_DIR.iterdir()]
+    return [f"{c}.{n}" for c, n in sorted((int(m[1]), int(m[2])) for m in found if m)]
+
+
+def load_figure_data(figure: str) -> pd.DataFrame:
+    """The numbers behind a thesis figure, e.g. ``load_figure_data("8.4")`` (see the README of
+    ``data/thesis_tables`` for where each figure's numbers come from)."""
+    if not isinstance(figure, str) or not _NAME.match(figure):
+        raise ValueError(f"parameter 'figure' got {figure!r}; expected 'CHAPTER.NUMBER' such "
+                         f"as '8.4'; available: {', '.join(available_figures()) or 'none'}")
+    path = TABLES_DIR / f"figure_{figure.replace('.', '_')}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no data for thesis figure {figure!r}: {path} does not exist; "
+                                f"available: {', '.join(available_figures()) or 'none'}")
+    frame = pd.read_csv(path, encoding="utf-8", keep_default_na=False, na_values=[""])
+    return frame.astype({"ref": int, "year": int})

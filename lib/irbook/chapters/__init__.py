@@ -147,10 +147,10 @@ def start(key: str, namespace: Mapping[str, Any]) -> Session:
 
 
 def _registry() -> dict[str, Chapter]:
-    from . import ch02, ch03, ch04, ch05, ch06, ch07
+    from . import ch02, ch03, ch04, ch05, ch06, ch07, ch08
 
     return {module.CHAPTER.key: module.CHAPTER
-            for module in (ch02, ch03, ch04, ch05, ch06, ch07)}
+            for module in (ch02, ch03, ch04, ch05, ch06, ch07, ch08)}
 
 
 CHAPTERS: dict[str, Chapter] = _registry()

@@ -116,7 +116,8 @@ def setup(namespace: Mapping[str, Any]) -> Session:
     run = start(CHAPTER.key, namespace)
     p = run.params
     backbone = xm.image_backbone(p, run.device)
-    prepared = {name: prepare(run, name, backbone) for name in datasets_of(p)}
+    prepared = {name: xm.prepare_captioned(p, name, run.device, backbone)
+                for name in datasets_of(p)}
     run.state.update(data=prepared, results={}, all=p["experiments"] == "all", backbone=backbone,
                      evidence={s: Evidence(s) for s in run.seeds})
     if not run.state["all"]:
@@ -124,27 +125,6 @@ def setup(namespace: Mapping[str, Any]) -> Session:
             run.report.metric(key, "not run")
     run.report.extra["deviations"] = protocol.deviations(protocol_table(p))
     return run
-
-
-def prepare(run: Session, name: str, backbone) -> dict[str, Any]:
-    """One dataset: its train and test parts with image features, caption tokens and lengths
-    (vocabulary of the training captions), and the COCO 1K folds."""
-    from ..data.crossmodal import coco_1k_folds, load_image_array
-    from ..data.text import Vocabulary, encode_captions
-
-    data = xm.open_captioned(run.params, name)
-    parts = {"train": data.subset("train"), "test": data.subset("test")}
-    vocab = Vocabulary.from_captions(parts["train"].captions)
-    out = {"data": data, "vocab": vocab}
-    for split, part in parts.items():
-        images = load_image_array(part.image_paths, run.params["image_size"])
-        tokens, lengths = encode_captions(vocab, part.captions, run.params["max_len"])
-        out[split] = dict(part=part, images=images, tokens=tokens, lengths=lengths,
-                          features=xm.image_features_of(images, run.params, run.device,
-                                                        backbone))
-    n_test = out["test"]["part"].n_images
-    out["folds"] = coco_1k_folds(n_test) if name == "coco" else None
-    return out
 
 
 def data_summary(run: Session) -> pd.DataFrame:

@@ -77,6 +77,34 @@ def open_captioned(params: Mapping[str, Any], name: str):
     return data.load_pedes(root) if name == "pedes" else data.load_karpathy(root, name)
 
 
+def prepare_captioned(params: Mapping[str, Any], name: str, device: str, backbone,
+                      region_grid: int = 0) -> dict[str, Any]:
+    """One captioned set ready for training: its train and test parts with the uint8 images,
+    caption tokens and lengths (vocabulary of the training captions, ``max_len`` words), the
+    frozen global image features and, when ``region_grid`` > 0, region features
+    ``(n, grid², C)`` (the map averaged over each cell of a grid × grid partition); the
+    COCO 1K folds for ``coco``."""
+    from ..data.crossmodal import coco_1k_folds, load_image_array
+    from ..data.text import Vocabulary, encode_captions
+
+    data = open_captioned(params, name)
+    parts = {"train": data.subset("train"), "test": data.subset("test")}
+    vocab = Vocabulary.from_captions(parts["train"].captions)
+    out: dict[str, Any] = {"data": data, "vocab": vocab}
+    for split, part in parts.items():
+        images = load_image_array(part.image_paths, params["image_size"])
+        tokens, lengths = encode_captions(vocab, part.captions, params["max_len"])
+        out[split] = dict(part=part, images=images, tokens=tokens, lengths=lengths,
+                          features=image_features_of(images, params, device, backbone))
+        if region_grid:
+            grid = image_features_of(images, params, device, backbone, grid=region_grid)
+            out[split]["regions"] = np.ascontiguousarray(
+                grid.reshape(len(grid), -1, region_grid ** 2).transpose(0, 2, 1))
+    n_test = out["test"]["part"].n_images
+    out["folds"] = coco_1k_folds(n_test) if name == "coco" else None
+    return out
+
+
 def preflight_weights(params: Mapping[str, Any]) -> None:
     """Refuse a run that asks for ImageNet weights the local torch cache lacks."""
     from ..models import require_pretrained_weights

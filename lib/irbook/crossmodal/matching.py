@@ -74,7 +74,7 @@ from ..train.loop import seed_everything
 from .features import IMAGE_BATCH, PooledBackbone, check_images, to_input_tensor
 
 __all__ = ["COMPONENTS", "DISCRIMINATORS", "METHODS", "MatchingConfig", "MatchingModel",
-           "MatchingResult", "evaluate_matching", "train_matching"]
+           "MatchingResult", "evaluate_matching", "score_similarity", "train_matching"]
 
 METHODS = ("itmeetsal", "vsepp", "cmpm_cmpc")
 COMPONENTS = ("ce", "tr", "di", "kl", "adv")
@@ -609,6 +609,23 @@ def evaluate_matching(model: MatchingModel, image_features: np.ndarray, tokens, 
     scores = [_fold_scores(image[images] @ text[captions].T, local, labels[images])
               for images, captions, local in _fold_views(folds, caption_image, len(image))]
     return _combine(scores, {"image": image, "text": text})
+
+
+def score_similarity(sim: np.ndarray, caption_image, labels,
+                     folds: Sequence[np.ndarray] | None = None,
+                     embeddings: dict[str, np.ndarray] | None = None) -> MatchingResult:
+    """The VSE++ protocol on a similarity matrix ``sim`` (n_images, n_captions) of any matcher:
+    R@K, median rank, rsum, per-query hits and label AP in both directions; ``folds`` (lists of
+    image indices, e.g. COCO 1K) are scored one by one and averaged."""
+    sim = np.asarray(sim, dtype=np.float32)
+    caption_image = np.asarray(caption_image, dtype=np.int64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    _require(sim.shape == (len(labels), len(caption_image)),
+             f"sim must be (n_images, n_captions) = ({len(labels)}, {len(caption_image)}); got "
+             f"{sim.shape}")
+    scores = [_fold_scores(sim[np.ix_(images, captions)], local, labels[images])
+              for images, captions, local in _fold_views(folds, caption_image, len(labels))]
+    return _combine(scores, embeddings or {})
 
 
 def _combine(scores: list[dict], embeddings: dict[str, np.ndarray]) -> MatchingResult:

@@ -16,8 +16,8 @@ from torch import Tensor
 
 __all__ = ["CMPM_EPSILON", "VSEPP_MARGIN", "bidirectional_triplet_loss", "cmpc_logits",
            "cmpc_loss", "cmpm_loss", "imbalance_kl_loss", "inter_modal_triplet",
-           "intra_modal_triplet", "modality_cross_entropy", "negative_entropy_loss",
-           "paired_projection", "projection_similarity", "vsepp_loss"]
+           "intra_modal_triplet", "max_violation_loss", "modality_cross_entropy",
+           "negative_entropy_loss", "paired_projection", "projection_similarity", "vsepp_loss"]
 
 CMPM_EPSILON = 1e-8
 VSEPP_MARGIN = 0.2
@@ -189,24 +189,34 @@ def bidirectional_triplet_loss(image: Tensor, text: Tensor, labels: Tensor,
             + intra_modal_triplet(image, text, labels, margin))
 
 
-def vsepp_loss(image: Tensor, text: Tensor, margin: float = VSEPP_MARGIN,
-               labels: Tensor | None = None) -> Tensor:
-    """VSE++ max-violation loss: for each pair, the hardest caption negative of its image and
-    the hardest image negative of its caption, hinge ``max(0, m + S_neg - S_jj)`` on cosine
-    similarities, summed over the batch (margin 0.2 in VSE++).
+def max_violation_loss(sim: Tensor, margin: float = VSEPP_MARGIN,
+                       labels: Tensor | None = None) -> Tensor:
+    """VSE++ max-violation hinge on a similarity matrix ``sim`` (B images × B captions, pair j
+    on the diagonal): for each pair, the hardest caption negative of its image and the hardest
+    image negative of its caption, ``max(0, m + S_neg - S_jj)``, summed over the batch.
 
-    The positive of row j is its own pair (the diagonal). VSE++ masks only the diagonal; when
-    ``labels`` are given, every pair sharing the label is excluded from the negatives too (two
-    captions of the same image can share a batch here, since one training pair is one caption).
-    """
-    _check_pairs(image, text, labels)
+    VSE++ masks only the diagonal; when ``labels`` are given, every pair sharing the label is
+    excluded from the negatives too (two captions of the same image can share a batch here,
+    since one training pair is one caption)."""
+    if sim.dim() != 2 or sim.shape[0] != sim.shape[1]:
+        raise ValueError(f"sim must be a square (B, B) matrix; got shape {tuple(sim.shape)}")
     _check_margin(margin)
-    sim = F.normalize(image, dim=1) @ F.normalize(text, dim=1).T
     diagonal = sim.diagonal()
     if labels is None:
         not_negative = torch.eye(len(sim), dtype=torch.bool, device=sim.device)
     else:
+        if labels.shape != (len(sim),):
+            raise ValueError(f"labels must be ({len(sim)},); got {tuple(labels.shape)}")
         not_negative = labels[:, None] == labels[None, :]
     cost_caption = (margin + sim - diagonal[:, None]).clamp(min=0).masked_fill(not_negative, 0)
     cost_image = (margin + sim - diagonal[None, :]).clamp(min=0).masked_fill(not_negative, 0)
     return cost_caption.max(dim=1).values.sum() + cost_image.max(dim=0).values.sum()
+
+
+def vsepp_loss(image: Tensor, text: Tensor, margin: float = VSEPP_MARGIN,
+               labels: Tensor | None = None) -> Tensor:
+    """VSE++ loss of paired embeddings: :func:`max_violation_loss` on their cosine
+    similarities (margin 0.2 in VSE++)."""
+    _check_pairs(image, text, labels)
+    sim = F.normalize(image, dim=1) @ F.normalize(text, dim=1).T
+    return max_violation_loss(sim, margin, labels)

@@ -62,8 +62,10 @@ class BiLSTMEncoder(nn.Module):
         """Word embeddings ``(B, L, word_dim)`` of the token indices."""
         return self.embedding(tokens)
 
-    def encode(self, embedded: Tensor, lengths: Tensor) -> Tensor:
-        """Bi-LSTM over ``embedded`` (B, L, word_dim), max over the first ``lengths`` steps."""
+    def states(self, embedded: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-word Bi-LSTM states ``(B, L', 2·hidden)`` of ``embedded`` (B, L, word_dim), with
+        ``L'`` = the longest length, and the mask ``(B, L')`` of the valid steps; the state of a
+        word joins the forward pass up to it and the backward pass from the caption's end."""
         lengths = lengths.to(embedded.device, torch.int64)
         embedded = self.dropout(embedded[:, :int(lengths.max())])
         steps = torch.arange(embedded.shape[1], device=embedded.device)[None, :]
@@ -72,7 +74,12 @@ class BiLSTMEncoder(nn.Module):
         reversed_input = embedded.gather(1, reverse[:, :, None].expand_as(embedded))
         forward_out, _ = self.forward_lstm(embedded)
         backward_out, _ = self.backward_lstm(reversed_input)
-        both = torch.cat([forward_out, backward_out], dim=2)
+        backward_out = backward_out.gather(1, reverse[:, :, None].expand_as(backward_out))
+        return torch.cat([forward_out, backward_out], dim=2), valid
+
+    def encode(self, embedded: Tensor, lengths: Tensor) -> Tensor:
+        """Bi-LSTM over ``embedded`` (B, L, word_dim), max over the first ``lengths`` steps."""
+        both, valid = self.states(embedded, lengths)
         return both.masked_fill(~valid[:, :, None], float("-inf")).max(dim=1).values
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:

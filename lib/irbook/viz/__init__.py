@@ -24,8 +24,12 @@ from .theme import (
     label_palette,
     set_theme,
 )
+from .trends import plot_attention, plot_progress, plot_survey_bars
 
 __all__ = [
+    "plot_attention",
+    "plot_progress",
+    "plot_survey_bars",
     "BOOK_WIDTH_IN",
     "FIXED_COLOURS",
     "LABEL_COLOURS",
