@@ -24,3 +24,17 @@ def smoke_runs(tmp_path_factory):
     for key in CHAPTERS:
         run_chapter(key, "smoke", out_root=root, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Chromium and ChromeDriver for the browser tests, or a skip naming how to install them;
+    with IRBOOK_REQUIRE_BROWSER=1 (set by CI, which installs them) a missing browser fails."""
+    from irbook.htmlcheck import find_browser
+
+    try:
+        return find_browser()
+    except FileNotFoundError as error:
+        if os.environ.get("IRBOOK_REQUIRE_BROWSER") == "1":
+            raise
+        pytest.skip(str(error))

@@ -60,3 +60,15 @@ def test_code_cells_wrap_instead_of_scrolling_sideways(html):
     page = (html / "notebooks" / "ch05_incremental_fgir.html").read_text()
     assert "_static/irbook.css" in page
     assert "white-space: pre-wrap" in (html / "_static" / "irbook.css").read_text()
+
+
+def test_every_page_works_offline_in_headless_chromium(html, browser):
+    from irbook.htmlcheck import chapter_pages, check_book
+
+    pages = chapter_pages(html)
+    assert len([p for p in pages if p.startswith("notebooks/")]) == 7
+    checks = check_book(html, [*pages, "index.html"], query="retrieval")
+    assert [c for c in checks if not c.ok] == []
+    by_page = {c.page: c for c in checks}
+    assert by_page["notebooks/ch02_deep_image_retrieval.html"].images >= 2
+    assert by_page["notebooks/ch05_incremental_fgir.html"].math > 0  # MathJax typeset it

@@ -85,3 +85,17 @@ def test_the_page_holds_the_three_tables(runs):
     assert "3 runs, 1 of them stale" in page
     assert "| ch05.b" in page
     assert "*(no runs yet)*" in scoreboard.scoreboard_markdown(runs / "none", library="x")
+
+
+def test_every_thesis_table_lists_the_runs_that_set_it_beside_their_numbers(tmp_path):
+    folder = _run(tmp_path, "demo", "ch05", [_claim("ch05.a", 1.0)])
+    results = json.loads((folder / "results.json").read_text())
+    results["thesis_tables"] = {"5.2": "| | thesis · R@1 | this run · R@1 | difference · R@1 |"}
+    (folder / "results.json").write_text(json.dumps(results))
+    _run(tmp_path, "smoke", "ch05", [_claim("ch05.a", 1.0)])
+    text = scoreboard.thesis_tables_markdown(scoreboard.collect_runs(tmp_path))
+    assert "### Table 5.2\n\nch05, demo profile:\n\n| | thesis · R@1" in text
+    assert "### Table 5.3" not in text
+    assert "Tables without a run beside them here" in text and "2.1, 2.2" in text
+    page = scoreboard.scoreboard_markdown(tmp_path, library="lib-now")
+    assert page.index("## Every claim") < page.index("## The thesis tables beside the runs")

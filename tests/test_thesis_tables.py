@@ -411,3 +411,22 @@ def test_chapter_8_tables_hold_the_printed_numbers():
     assert vqa.loc["MCB", "mc_test_dev"] == 70.2 and vqa.loc["MCB", "ref"] == 335
     for frame in (captioning, generation, vqa.drop(columns="note")):
         assert all(pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns)
+
+
+def test_beside_sets_thesis_run_and_difference_in_one_table():
+    from irbook.report import Report
+    from irbook.thesis_tables import beside
+
+    thesis = pd.DataFrame({"R@1": [50.0, 40.0]}, index=["ours", "baseline"])
+    ours = pd.DataFrame({"R@1": [42.5, 30.0], "R@5": [70.0, 60.0]}, index=["ours", "extra"])
+    report = Report("ch02", {"profile": "demo"}, device="cpu")
+    table = beside("9.9", thesis, ours, "demo", report)
+    assert list(table.index) == ["ours", "baseline", "extra"]
+    assert table.loc["ours", ("difference", "R@1")] == -7.5
+    assert pd.isna(table.loc["baseline", ("difference", "R@1")])
+    assert pd.isna(table.loc["ours", ("Table 9.9 (thesis)", "R@5")])
+    assert "difference · R@1" in report.extra["thesis_tables"]["9.9"]
+    stacked = beside("9.9", thesis, ours, "demo", layout="rows")
+    assert list(stacked.loc["difference"].index) == ["ours"]
+    with pytest.raises(ValueError, match="layout"):
+        beside("9.9", thesis, ours, "demo", layout="diagonal")

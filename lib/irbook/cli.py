@@ -4,6 +4,7 @@
     irbook params ch02
     irbook book --profile demo
     irbook data synth --profile demo
+    irbook check-html _build/html
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--force", action="store_true",
                       help="execute the chosen chapters even when nothing they depend on "
                            "changed")
+
+    check = sub.add_parser("check-html", help="open every page of the built book in headless "
+                                              "Chromium: console errors, images, math, search")
+    check.add_argument("html", nargs="?", default="_build/html",
+                       help="the built book (default: _build/html)")
 
     data = sub.add_parser("data", help="datasets: write the synthetic ones")
     data.add_argument("action", choices=("synth",))
@@ -99,7 +105,28 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "params": _cmd_params, "book": _cmd_book, "data": _cmd_data}
+def _cmd_check_html(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .htmlcheck import chapter_pages, check_book
+
+    root = Path(args.html)
+    if not (root / "index.html").exists():
+        raise FileNotFoundError(f"no built book at {root} (index.html missing); build it with "
+                                "`make book` or `irbook book`")
+    checks = check_book(root, [*chapter_pages(root), "index.html"])
+    for check in checks:
+        status = "ok" if check.ok else "FAILED"
+        print(f"{status:6} {check.page} ({check.images} images, {check.math} math)")
+        for problem in check.problems:
+            print(f"         {problem}")
+    failed = sum(not c.ok for c in checks)
+    print(f"{len(checks) - failed} of {len(checks)} pages work offline")
+    return 1 if failed else 0
+
+
+COMMANDS = {"run": _cmd_run, "params": _cmd_params, "book": _cmd_book, "data": _cmd_data,
+            "check-html": _cmd_check_html}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,18 @@ class Report:
             _glue(name, value)
         return value
 
+    def thesis_table(self, source: str, table) -> str:
+        """Record a thesis-beside-run table (:func:`irbook.thesis_tables.beside`) as markdown
+        for the reproduction scoreboard (the last one recorded for ``source`` wins)."""
+        flat = table.copy()
+        flat.columns = [" · ".join(str(c) for c in col) if isinstance(col, tuple) else str(col)
+                        for col in flat.columns]
+        flat.index = [" · ".join(str(i) for i in row) if isinstance(row, tuple) else str(row)
+                      for row in flat.index]
+        text = flat.to_markdown()
+        self.extra.setdefault("thesis_tables", {})[source] = text
+        return text
+
     def add_claim(self, claim: Claim) -> Claim:
         """Record a checked claim and glue its verdict under its id, for
         ``{glue:text}`ch05.ours_keeps_old``` in the prose."""

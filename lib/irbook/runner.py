@@ -3,7 +3,9 @@
 A run executes into a fresh folder next to the final one (``runs/<profile>/.<chapter>.running-
 <pid>``) and replaces ``runs/<profile>/<chapter>/`` only once it has succeeded, so a failed or
 interrupted rerun never destroys a good result. A failed run is kept in
-``runs/<profile>/<chapter>.failed/`` for its traceback.
+``runs/<profile>/<chapter>.failed/`` for its traceback. Under ``torchrun`` every process executes
+the notebook (their training loops join through :mod:`irbook.distributed`) and only rank 0
+writes the run.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,6 +23,7 @@ from typing import Any
 
 from .buildcache import execution_key, write_execution_key
 from .chapters import get_chapter
+from .distributed import launched_world
 from .params import refuse_profile_override
 from .paths import REPO_ROOT, runs_dir
 from .report import NOTEBOOK_RESULTS
@@ -96,6 +100,9 @@ def run_chapter(key: str, profile: str = "demo", overrides: Mapping[str, Any] | 
     chapter.check_inputs(params)
     inputs = execution_key(chapter.notebook_path, params)
     out_dir = chapter_run_dir(key, profile, out_root)
+    if launched_world().rank != 0:
+        _execute_as_helper(chapter.notebook_path, params)
+        return out_dir
     check_writable(out_dir)
     _clean_stale(out_dir)
     fresh = out_dir.with_name(f".{key}.running-{os.getpid()}")
@@ -120,6 +127,17 @@ def run_chapter(key: str, profile: str = "demo", overrides: Mapping[str, Any] | 
     _promote(fresh, out_dir)
     shutil.rmtree(failed_run_dir(key, profile, out_root), ignore_errors=True)  # now obsolete
     return out_dir
+
+
+def _execute_as_helper(notebook: Path, params: Mapping[str, Any]) -> None:
+    """Under torchrun, a process other than rank 0: execute the notebook with the others (its
+    training joins theirs) in a scratch folder, and keep nothing; rank 0 writes the run."""
+    scratch = Path(tempfile.mkdtemp(prefix="irbook-rank-"))
+    try:
+        with _environment(IRBOOK_RUN_DIR=str(scratch), TQDM_DISABLE="1"):
+            _execute(notebook, scratch, params, progress=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _execute(notebook: Path, folder: Path, params: Mapping[str, Any], progress: bool) -> None:

@@ -149,6 +149,29 @@ def _markdown(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False) + "\n"
 
 
+def thesis_tables_markdown(records: Iterable[RunRecord]) -> str:
+    """For every thesis table, in thesis order: each run's table of the thesis numbers, the
+    run's and their difference (recorded by :func:`irbook.thesis_tables.beside`), latest run of
+    each profile; the tables no run has set beside its numbers are listed at the end."""
+    from .thesis_tables import available_tables
+
+    records = list(records)
+    parts, alone = [], []
+    for source in available_tables():
+        runs = [r for r in records if source in r.results.get("thesis_tables", {})]
+        if not runs:
+            alone.append(source)
+            continue
+        parts.append(f"\n### Table {source}\n")
+        for record in runs:
+            parts.append(f"\n{record.chapter}, {record.profile} profile:\n\n"
+                         f"{record.results['thesis_tables'][source]}\n")
+    if alone:
+        parts.append(f"\nTables without a run beside them here (their numbers are on the "
+                     f"chapter pages or in `data/thesis_tables/`): {', '.join(alone)}.\n")
+    return "".join(parts) if parts else "*(no runs yet)*\n"
+
+
 def scoreboard_markdown(root: Path | None = None, library: str | None = None) -> str:
     """The generated part of the scoreboard page: counts, claims and provenance."""
     from .buildcache import library_digest
@@ -160,5 +183,6 @@ def scoreboard_markdown(root: Path | None = None, library: str | None = None) ->
              f"\n{len(records)} runs, {stale} of them stale (made with another version of the "
              "library than this page).\n",
              "\n## Every claim\n", _markdown(claims_table(records)),
+             "\n## The thesis tables beside the runs\n", thesis_tables_markdown(records),
              "\n## Where the numbers came from\n", _markdown(provenance_table(records, library))]
     return "".join(parts)

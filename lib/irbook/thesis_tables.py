@@ -76,3 +76,26 @@ def load_figure_data(figure: str) -> pd.DataFrame:
                                 f"available: {', '.join(available_figures()) or 'none'}")
     frame = pd.read_csv(path, encoding="utf-8", keep_default_na=False, na_values=[""])
     return frame.astype({"ref": int, "year": int})
+
+
+def beside(source: str, thesis: pd.DataFrame, ours: pd.DataFrame, profile: str,
+           report=None, layout: str = "columns", decimals: int = 1) -> pd.DataFrame:
+    """One table for a thesis table set beside the run: ``Table <source> (thesis)``, ``this
+    run (<profile>)`` and ``difference`` (this run − thesis) for every cell both have, aligned
+    on the rows and columns of both (the thesis's order first). ``layout="rows"`` stacks the
+    three parts vertically (for wide tables) and leaves out difference rows without a value.
+    With a ``report`` the table is recorded for the reproduction scoreboard."""
+    if layout not in ("columns", "rows"):
+        raise ValueError(f"layout must be 'columns' or 'rows'; got {layout!r}")
+    rows = thesis.index.append(ours.index).unique()
+    columns = thesis.columns.append(ours.columns).unique()
+    thesis = thesis.reindex(index=rows, columns=columns)
+    ours = ours.reindex(index=rows, columns=columns)
+    parts = {f"Table {source} (thesis)": thesis, f"this run ({profile})": ours,
+             "difference": ours - thesis}
+    if layout == "rows":
+        parts["difference"] = parts["difference"].dropna(how="all")
+    table = pd.concat(parts, axis=1 if layout == "columns" else 0).round(decimals)
+    if report is not None:
+        report.thesis_table(source, table)
+    return table

@@ -131,13 +131,15 @@ def start(key: str, namespace: Mapping[str, Any]) -> Session:
     """Set a chapter notebook up: parameters, device, seeds, theme, report."""
     import pandas as pd
 
-    from .. import viz
+    from .. import distributed, viz
     from ..device import describe_device, resolve_device
     from ..report import Report
     from ..train import seed_everything
 
     params = resolve_in_notebook(key, namespace)
     device = resolve_device(params["device"])
+    distributed.setup(device)  # under torchrun: join the processes (one process: nothing)
+    device = str(distributed.local_device(device))
     seed_everything(params["seed"])
     viz.set_theme()
     pd.set_option("display.max_colwidth", 200)

@@ -279,17 +279,16 @@ def pr_curves(run: Session, methods: Mapping[str, str], n_bits: int) -> pd.DataF
 
 def thesis_beside(run: Session, table: pd.DataFrame, source: str,
                   columns: Sequence[str]) -> pd.DataFrame:
-    """Thesis Table ``source`` beside this run's (mAP as a fraction, as the thesis prints)."""
-    from ..thesis_tables import load_thesis_table
+    """Thesis Table ``source``, this run and their difference (mAP as a fraction, as the thesis
+    prints)."""
+    from ..thesis_tables import beside, load_thesis_table
 
     thesis = load_thesis_table(source)
     table = table.rename(columns={"n_bits": "bits", "common_dim": "dim"})
     index = [c for c in ("dataset", "method") if c in table.columns and c not in columns]
     thesis = thesis[thesis.dataset.isin(set(table.dataset))]
-    return pd.concat({
-        f"Table {source} (thesis)": _pivot(thesis, index, columns),
-        f"this run ({run.profile})": _pivot(table, index, columns)},
-        axis=1).round(3)
+    return beside(source, _pivot(thesis, index, columns), _pivot(table, index, columns),
+                  run.profile, run.report, decimals=3)
 
 
 def _pivot(table: pd.DataFrame, index: list[str], columns: Sequence[str]) -> pd.DataFrame:

@@ -259,8 +259,8 @@ def other_datasets(run: Session) -> dict[str, pd.DataFrame]:
 
 def thesis_beside(run: Session, table: pd.DataFrame, source: str,
                   index: str = "method") -> pd.DataFrame:
-    """Thesis Table ``source`` beside this run's numbers (%)."""
-    from ..thesis_tables import load_thesis_table
+    """Thesis Table ``source``, this run's numbers (%) and their difference, stacked."""
+    from ..thesis_tables import beside, load_thesis_table
 
     thesis = load_thesis_table(source)
     thesis = thesis[thesis.dataset.isin(set(table.dataset))]
@@ -269,12 +269,10 @@ def thesis_beside(run: Session, table: pd.DataFrame, source: str,
     if "backbone" in thesis.columns and index == "method":
         thesis = thesis.assign(method=thesis.method + " (" + thesis.backbone + ")")
     columns = ["dataset", "direction", "metric"]
-    return pd.concat({
-        f"Table {source} (thesis)": thesis.pivot_table(index=index, columns=columns,
-                                                       values="value", sort=False),
-        f"this run ({run.profile})": table.pivot_table(index=index, columns=columns,
-                                                       values="value", sort=False)},
-        axis=0).round(1)
+    return beside(source, thesis.pivot_table(index=index, columns=columns, values="value",
+                                             sort=False),
+                  table.pivot_table(index=index, columns=columns, values="value", sort=False),
+                  run.profile, run.report, layout="rows")
 
 
 # --- Tables 4.4, 4.5, 4.7, 4.8 ---------------------------------------------------------------

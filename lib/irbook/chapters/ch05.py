@@ -246,7 +246,8 @@ def before_after_gallery(run: Session, queries: int = 2, k: int = 8) -> list[tup
 def thesis_beside_one_step(run: Session, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per dataset: thesis Table 5.2 / 5.3 (R@1, R@2, R@4) beside this run's numbers."""
     sources = {"cub200": "5.2", "dogs": "5.3"}
-    return ex.thesis_beside(table, {n: sources[n] for n in run.state["splits"]}, run.profile)
+    return ex.thesis_beside(table, {n: sources[n] for n in run.state["splits"]}, run.profile,
+                           run.report)
 
 
 def pr_and_training_curves(run: Session) -> tuple[pd.DataFrame, pd.DataFrame]:

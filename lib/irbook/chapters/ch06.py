@@ -242,7 +242,8 @@ def _glue_loss_terms(run: Session) -> None:
 def thesis_beside_one_task(run: Session, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per dataset: thesis Table 6.1 / 6.2 (R@1 and mAP) beside this run's numbers."""
     sources = {"cub200": "6.1", "dogs": "6.2"}
-    return ex.thesis_beside(table, {n: sources[n] for n in run.state["splits"]}, run.profile)
+    return ex.thesis_beside(table, {n: sources[n] for n in run.state["splits"]}, run.profile,
+                           run.report)
 
 
 def gram_figure_data(run: Session) -> tuple[dict[str, np.ndarray], pd.DataFrame, int]:
@@ -444,17 +445,15 @@ def _glue_ablation(run: Session, table: pd.DataFrame, split, steps) -> None:
 
 
 def thesis_beside_ablation(run: Session, table: pd.DataFrame) -> pd.DataFrame:
-    """Thesis Table 6.3 beside this run's."""
-    from ..thesis_tables import load_thesis_table
+    """Thesis Table 6.3, this run's and their difference."""
+    from ..thesis_tables import beside, load_thesis_table
 
     thesis = load_thesis_table("6.3")
     thesis = thesis.assign(case=thesis["case"].map({case[1]: case for case in ABLATION_CASES}))
-    return pd.concat({
-        "Table 6.3 (thesis)": thesis.pivot_table(index="case", columns=["classes", "metric"],
-                                                 values="value", sort=False),
-        f"this run ({run.profile})": table.pivot_table(
-            index="case", columns=["classes", "metric"], values="value", sort=False)},
-        axis=1).round(1)
+    return beside("6.3", thesis.pivot_table(index="case", columns=["classes", "metric"],
+                                            values="value", sort=False),
+                  table.pivot_table(index="case", columns=["classes", "metric"],
+                                    values="value", sort=False), run.profile, run.report)
 
 
 def accuracy_change(run: Session) -> tuple[float, float]:

@@ -446,7 +446,7 @@ def thesis_beside(run: Session, table: str, sequence: str,
     """Thesis Table ``table`` (s, u, H per dataset; thesis row order) beside this run's
     numbers (mean over the seeds; rows this run did not train are empty). ``extra``: label →
     row name of this run's additional rows (e.g. the L_BN-only images)."""
-    from ..thesis_tables import load_thesis_table
+    from ..thesis_tables import beside, load_thesis_table
 
     thesis = load_thesis_table(table)
     names = {m: method_label(m, table) for m in TABLE_ROWS[table]}
@@ -458,8 +458,7 @@ def thesis_beside(run: Session, table: str, sequence: str,
                for label in labels if (run.seeds[0], sequence, label) in run.state["runs"]}
     ours = _run_wide(trained, labels, wide.columns)
     ours = ours.reindex(list(dict.fromkeys([*wide.index, *ours.index])))
-    return pd.concat({f"Table {table} (thesis)": wide.reindex(ours.index),
-                      f"this run ({run.profile})": ours}, axis=1).round(1)
+    return beside(table, wide, ours, run.profile, run.report)
 
 
 def _run_wide(trained: Mapping[str, Mapping[int, LifelongResult]], labels: Mapping[str, str],
@@ -477,7 +476,7 @@ def _run_wide(trained: Mapping[str, Mapping[int, LifelongResult]], labels: Mappi
 def teacher_table(run: Session) -> pd.DataFrame:
     """Table 7.4: fine-tuning, the DKD student, its on-the-fly teacher and joint training on
     Stanford Dogs after CUB-200 → Dogs, beside the thesis."""
-    from ..thesis_tables import load_thesis_table
+    from ..thesis_tables import beside, load_thesis_table
 
     thesis = load_thesis_table("7.4").pivot_table(index="row", columns="measure",
                                                   values="value", sort=False)
@@ -491,8 +490,7 @@ def teacher_table(run: Session) -> pd.DataFrame:
     ours = pd.DataFrame(rows).T[["s", "u", "H"]]
     for key, row in (("teacher", "On-the-fly teacher"), ("student", "Student model")):
         run.report.metric(f"dogs_{key}_H", round(ours.loc[row, "H"], 1))
-    return pd.concat({"Table 7.4 (thesis)": thesis[["s", "u", "H"]],
-                      f"this run ({run.profile})": ours}, axis=1).round(1)
+    return beside("7.4", thesis[["s", "u", "H"]], ours, run.profile, run.report)
 
 
 # --- the ablation (Table 7.6) ----------------------------------------------------------------

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-__all__ = ["ClassBalancedBatchSampler"]
+__all__ = ["ClassBalancedBatchSampler", "DistributedClassBalancedBatchSampler",
+           "class_balanced_sampler"]
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -83,3 +84,53 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
                 replace = members.size < self.samples_per_class
                 batch += rng.choice(members, self.samples_per_class, replace=replace).tolist()
             yield batch
+
+
+class DistributedClassBalancedBatchSampler(ClassBalancedBatchSampler):
+    """The P x K batches of :class:`ClassBalancedBatchSampler`, shared among the processes of
+    a distributed run: every process draws the same batches (same ``seed`` and epoch) and keeps
+    the K samples of its own classes, the ``rank``-th, ``rank + world_size``-th, ... of the P.
+
+    The processes together see exactly the batches of one process, so the global batch, the
+    number of steps per epoch and the class balance stay those of the single-process run
+    (with P divisible by ``world_size`` every process holds P / world_size classes; otherwise
+    the first ones hold one class more). Batch-hard mining then looks within a process's share.
+    """
+
+    def __init__(self, labels: Sequence[int] | np.ndarray, classes_per_batch: int,
+                 samples_per_class: int, batches_per_epoch: int | None = None,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
+        super().__init__(labels, classes_per_batch, samples_per_class, batches_per_epoch, seed)
+        self.world_size = _positive_int("world_size", world_size)
+        if isinstance(rank, bool) or not isinstance(rank, int | np.integer) or not (
+                0 <= rank < self.world_size):
+            raise ValueError(f"rank must be an integer in [0, {self.world_size}); got {rank!r}")
+        if self.classes_per_batch < self.world_size:
+            raise ValueError(f"classes_per_batch ({self.classes_per_batch}) must be at least "
+                             f"the number of processes ({self.world_size}): every process "
+                             "needs one class of each batch")
+        self.rank = int(rank)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        k = self.samples_per_class
+        for batch in super().__iter__():
+            yield [i for j in range(self.rank, self.classes_per_batch, self.world_size)
+                   for i in batch[j * k:(j + 1) * k]]
+
+
+def class_balanced_sampler(labels: Sequence[int] | np.ndarray, classes_per_batch: int,
+                           samples_per_class: int, batches_per_epoch: int | None = None,
+                           seed: int = 0) -> ClassBalancedBatchSampler:
+    """The P x K sampler of this process: its share of every batch under torchrun
+    (:mod:`irbook.distributed`), the whole batch in one process. With fewer classes per batch
+    than processes every process draws the whole batch: DDP then averages equal gradients,
+    the single-process step."""
+    from ..distributed import world
+
+    here = world()
+    if not here.distributed or classes_per_batch < here.world_size:
+        return ClassBalancedBatchSampler(labels, classes_per_batch, samples_per_class,
+                                         batches_per_epoch, seed)
+    return DistributedClassBalancedBatchSampler(labels, classes_per_batch, samples_per_class,
+                                                batches_per_epoch, seed, here.rank,
+                                                here.world_size)

@@ -21,6 +21,7 @@ from ..data.finegrained import FOLDERS, HOW_TO_GET, ClassSplit, load_finegrained
 from ..data.images import check_images
 from ..data.synth.finegrained import ensure_finegrained
 from ..data.tasks import incremental_schedule, thesis_old_fraction
+from ..distributed import main_first
 from ..metrics import RECALL_LEVELS
 from ..params import Param
 from ..paths import cache_dir, data_root
@@ -101,8 +102,9 @@ def open_split(name: str, *, synthetic: bool, root: str | None, seed: int,
     folder = data_root(synthetic, root)
     if synthetic:
         scale = synth_scale(profile)
-        folder = ensure_finegrained((folder if root else folder / scale) / "finegrained",
-                                    name, seed=seed, scale=scale)
+        target = (folder if root else folder / scale) / "finegrained"
+        # under torchrun rank 0 writes the data, then the others read it
+        folder = main_first(lambda: ensure_finegrained(target, name, seed=seed, scale=scale))
     return load_finegrained(folder, name)  # real data: <root>/<official folder>/...
 
 
@@ -118,8 +120,8 @@ def standin_weights(params: Mapping[str, Any], device: str) -> str | None:
         return None
     from ..train.standin import standin_weights as cached
 
-    return str(cached(seed=params["seed"], scale=synth_scale(params["profile"]),
-                      epochs=params["pretrain_epochs"], device=device))
+    return str(main_first(lambda: cached(seed=params["seed"], scale=synth_scale(params["profile"]),
+                                         epochs=params["pretrain_epochs"], device=device)))
 
 
 def describe_backbone(params: Mapping[str, Any]) -> str:
@@ -415,18 +417,19 @@ def thesis_pivot(table: str, index: str | list[str], columns: str | list[str],
 THESIS_DATASET_NAMES = {"cub200": "CUB-200", "dogs": "Stanford-Dogs"}
 
 
-def thesis_beside(table: pd.DataFrame, sources: Mapping[str, str],
-                  profile: str) -> dict[str, pd.DataFrame]:
+def thesis_beside(table: pd.DataFrame, sources: Mapping[str, str], profile: str,
+                  report=None) -> dict[str, pd.DataFrame]:
     """Per dataset of ``sources`` (dataset → thesis table, e.g. ``{"cub200": "5.2"}``): the
-    thesis table's every metric beside this run's :func:`old_new_table` rows of that dataset
-    (``table`` has a ``dataset`` column)."""
+    thesis table's every metric, this run's :func:`old_new_table` rows of that dataset
+    (``table`` has a ``dataset`` column) and their difference, in one table
+    (:func:`irbook.thesis_tables.beside`)."""
+    from ..thesis_tables import beside
+
     out = {}
     for name, source in sources.items():
         thesis = thesis_pivot(source, index="method", columns=["metric", "classes"],
                               metric=None, dataset=THESIS_DATASET_NAMES[name])
-        out[name] = pd.concat({f"Table {source} (thesis)": thesis.round(1),
-                               f"this run ({profile})": wide(table[table.dataset == name])},
-                              axis=1)
+        out[name] = beside(source, thesis, wide(table[table.dataset == name]), profile, report)
     return out
 
 

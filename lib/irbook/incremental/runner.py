@@ -35,7 +35,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from irbook.data.samplers import ClassBalancedBatchSampler
+from irbook import distributed as dist
+from irbook.data.samplers import ClassBalancedBatchSampler, class_balanced_sampler
 from irbook.device import resolve_device
 from irbook.incremental.evaluation import (
     DatasetFactory,
@@ -373,14 +374,32 @@ class _WithMethodState(nn.Module):
         self.net = net
         self._method, self._device = method, device
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+    def forward(self, images: torch.Tensor, **kwargs: Any) -> Any:
+        return self.net(images, **kwargs)
 
     def get_extra_state(self) -> Any:
         return self._method.state_dict()
 
     def set_extra_state(self, state: Any) -> None:
         self._method.load_state_dict(move_to_device(state, self._device))
+
+
+class _DistributedStudent:
+    """The trained network as a method sees it, with its forward passes going through the
+    DistributedDataParallel wrapper ``module`` (so their gradients are averaged over the
+    processes); every other attribute is the network's own."""
+
+    def __init__(self, module: nn.Module, net: EmbeddingNet):
+        self._module, self._net = module, net
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self._module(images)
+
+    def forward_with_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._module(images, with_logits=True)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._net, name)
 
 
 def _summary(metric: str, values: np.ndarray) -> float:
@@ -411,23 +430,29 @@ class _Run:
     train_seconds: list[float] = field(default_factory=list)
     histories: list[list[dict[str, Any]]] = field(default_factory=list)
 
-    def loader(self, classes: np.ndarray,
-               seed: int) -> tuple[DataLoader, ClassBalancedBatchSampler]:
+    def loader(self, classes: np.ndarray, seed: int,
+               share: bool = True) -> tuple[DataLoader, ClassBalancedBatchSampler]:
+        """P x K batches of ``classes``; under torchrun this process's share of each batch
+        (``share``) or the whole batch (for a method's statistics, the same in every process)."""
         subset = self.split.train.subset(classes)
         if len(subset) == 0:
             raise ValueError(f"classes {classes.tolist()} have no training images")
         labels = self.index_of[subset.labels]
-        sampler = ClassBalancedBatchSampler(
-            labels, min(self.config.classes_per_batch, len(np.unique(labels))),
-            self.config.samples_per_class, self.config.batches_per_epoch, seed=seed)
+        args = (labels, min(self.config.classes_per_batch, len(np.unique(labels))),
+                self.config.samples_per_class, self.config.batches_per_epoch)
+        sampler = (class_balanced_sampler(*args, seed=seed) if share
+                   else ClassBalancedBatchSampler(*args, seed=seed))
         dataset = RemappedLabels(self.factory(subset, self.config.image_size, True),
                                   self.index_of)
-        return DataLoader(dataset, batch_sampler=sampler,
-                          num_workers=self.config.num_workers), sampler
+        workers = self.config.num_workers
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                          pin_memory=self.device.type == "cuda",
+                          persistent_workers=workers > 0), sampler
 
     def context(self, task: int, model: nn.Module, first_stage_state: dict) -> TaskContext:
         def make_loader(j: int) -> DataLoader:
-            return self.loader(self.tasks[j], seed=self.config.seed + 7919 * (j + 1))[0]
+            return self.loader(self.tasks[j], seed=self.config.seed + 7919 * (j + 1),
+                               share=False)[0]
 
         return TaskContext(task=task, tasks=self.tasks, margin=self.config.margin,
                            device=self.device, model=model, accuracy=self.accuracy,
@@ -538,7 +563,8 @@ def _train_stage(run: _Run, model: EmbeddingNet, method: Method, ctx: TaskContex
     counts: dict[str, int] = {}
 
     def loss_fn(module: nn.Module, batch: Any) -> torch.Tensor:
-        total, parts = method.loss(model, batch, ctx)
+        student = model if module is trained else _DistributedStudent(module, model)
+        total, parts = method.loss(student, batch, ctx)
         for key, value in parts.items():
             sums[key] = sums.get(key, 0.0) + value
             counts[key] = counts.get(key, 0) + 1
@@ -556,7 +582,8 @@ def _train_stage(run: _Run, model: EmbeddingNet, method: Method, ctx: TaskContex
     hooks = time.perf_counter() - started
     history = fit(trained, loader, loss_fn, make_optimizer(model, run.config), epochs=epochs,
                   device=run.device, checkpoint=partial, seed=seed,
-                  progress=run.config.progress, desc=desc, on_epoch_end=on_epoch_end)
+                  progress=run.config.progress, desc=desc, on_epoch_end=on_epoch_end,
+                  distributed=True)
     started = time.perf_counter()
     method.after_task(ctx)
     hooks += time.perf_counter() - started
@@ -620,7 +647,7 @@ def _prepare_run(split: Any, tasks: list[np.ndarray], config: IncrementalConfig,
     size = len(tasks)
     names = metric_names(ks) + (["top-1"] if eval_top1 else [])
     return _Run(split=split, tasks=tasks, config=config,
-                device=torch.device(resolve_device(config.device)),
+                device=dist.local_device(resolve_device(config.device)),
                 factory=factory or default_dataset_factory, ks=ks, index_of=index_of,
                 accuracy={m: np.full((size, size), np.nan) for m in names},
                 before={m: np.full(size, np.nan) for m in names}, top1=bool(eval_top1),
@@ -646,6 +673,7 @@ def _first_stage(run: _Run, key: dict[str, Any]) -> tuple[EmbeddingNet, dict, fl
     model = build_model(config, num_classes=len(run.tasks[0])).to(run.device)
     digest = config_digest(key)
     folder = Path(config.checkpoint_dir) / "first_stage" if config.checkpoint_dir else None
+    dist.barrier()  # every process sees what rank 0 wrote before it decides to train
     cached = load_checkpoint(folder / f"{digest}.pt") if folder else None
     if cached is not None and cached.get("key") == key:
         model.load_state_dict(cached["model"])
@@ -659,7 +687,7 @@ def _first_stage(run: _Run, key: dict[str, Any]) -> tuple[EmbeddingNet, dict, fl
     history, seconds = _train_stage(run, model, method, ctx, config.epochs_first, config.seed,
                                     partial, desc="task 0")
     state = method.state_dict()
-    if folder:
+    if folder and dist.is_main():
         atomic_save({"key": key, "model": model.state_dict(), "method_state": state,
                      "seconds": seconds, "history": history}, folder / f"{digest}.pt")
         partial.unlink(missing_ok=True)
@@ -703,7 +731,7 @@ def _train_and_save_stage(run: _Run, model: EmbeddingNet, method: Method, t: int
     rows = run.evaluate(model, t)
     done = {"model": model.state_dict(), "method_state": method.state_dict(), "rows": rows,
             "seconds": seconds, "history": history}
-    if folder:
+    if folder and dist.is_main():
         atomic_save(done, folder / f"task{t}.pt")
         partial.unlink(missing_ok=True)
     return done
@@ -717,6 +745,7 @@ def _run_stage(run: _Run, model: EmbeddingNet, method: Method, t: int, first_sta
     model.grow_classes(len(run.tasks[t]),
                        generator=torch.Generator().manual_seed(run.config.seed * 7919 + t))
     model.to(run.device)
+    dist.barrier()
     done = _load_stage(folder / f"task{t}.pt" if folder else None, model, method, run.device)
     if done is None:
         done = _train_and_save_stage(run, model, method, t, first_state, teacher, stage_states,
@@ -785,6 +814,7 @@ def run_incremental(split: Any, tasks: Sequence[np.ndarray], method: Method | st
     the bounds of ``corr_fe``) and can be inspected afterwards; it cannot be run twice.
     """
     method, tasks = _check_run(split, tasks, method, config, track_every)
+    dist.setup(resolve_device(config.device))
     run = _prepare_run(split, tasks, config, eval_ks, dataset_factory, eval_top1, track_every)
     first_key = _first_key(run)
     method._has_run = True

@@ -20,6 +20,15 @@ from .rerank import (
     diffusion_seeds,
     expand_queries,
 )
+from .sharded import (
+    SHARDED_KINDS,
+    OnDiskIndex,
+    ShardedIndex,
+    build_ondisk_ivfpq,
+    build_sharded_index,
+    load_ondisk_index,
+    shard_bounds,
+)
 
 __all__ = [
     "INDEX_KINDS",
@@ -27,6 +36,13 @@ __all__ = [
     "Index",
     "build_index",
     "recall_at",
+    "SHARDED_KINDS",
+    "OnDiskIndex",
+    "ShardedIndex",
+    "build_ondisk_ivfpq",
+    "build_sharded_index",
+    "load_ondisk_index",
+    "shard_bounds",
     "BACKENDS",
     "METRICS",
     "DiffusionGraph",

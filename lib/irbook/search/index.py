@@ -174,7 +174,7 @@ class Index:
         self._search_params: dict[tuple, Any] = {}  # FAISS SearchParameters per query params
 
     def __repr__(self) -> str:
-        return f"Index({self.describe()})"
+        return f"{type(self).__name__}({self.describe()})"
 
     def search(self, queries: Any, k: int, **query_params: Any) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` of each query: ``(scores (Q, k), ids int64 (Q, k))``, best first.
@@ -269,14 +269,17 @@ class Index:
             return int(len(faiss.serialize_index_binary(self.engine)))
         return int(len(faiss.serialize_index(self.engine)))
 
+    def _engine_text(self) -> str:
+        """What searches: the torch device and dtype, or the FAISS version and index type."""
+        if self.backend == "torch":
+            return f"torch exact on {self.engine.device} ({self.engine.dtype})"
+        import faiss
+
+        return f"faiss {faiss.__version__} {type(self.engine).__name__}"
+
     def describe(self) -> str:
         """One line: engine, kind, metric, parameters, size, and notes of the last search."""
-        if self.backend == "torch":
-            engine = f"torch exact on {self.engine.device} ({self.engine.dtype})"
-        else:
-            import faiss
-
-            engine = f"faiss {faiss.__version__} {type(self.engine).__name__}"
+        engine = self._engine_text()
         settings = ", ".join(f"{name}={value}" for name, value in self.params.items())
         unit = "bits" if self.kind == "binary" else "dims"
         text = (f"{engine}: {self.kind}, metric {self.metric}"
@@ -318,22 +321,69 @@ def _build_binary(database: Any) -> Index:
     return Index("binary", BINARY_METRIC, {}, index, codes.shape[0], 8 * codes.shape[1])
 
 
-def _build_float(database: Any, kind: str, metric: str, params: dict[str, int], seed: int,
-                 train_size: int | None) -> Index:
+def _float_database(database: Any) -> np.ndarray:
+    """``database`` as float32 ``(N, d)`` numpy, non-empty and finite (checked in row blocks,
+    so a memory-mapped array is not copied whole)."""
     vectors = _as_float32_numpy(database, "database")
-    n, dim = vectors.shape
-    if n == 0:
+    if vectors.shape[0] == 0:
         raise ValueError("database must hold at least one vector")
-    if not np.isfinite(vectors).all():
-        raise ValueError("database must hold finite values (no NaN or inf)")
-    if train_size is not None:
-        train_size = min(_check_positive_int(train_size, "train_size"), n)
+    rows = max(1, CHUNK_ELEMENTS // max(1, vectors.shape[1]))
+    for start in range(0, vectors.shape[0], rows):
+        if not np.isfinite(vectors[start:start + rows]).all():
+            raise ValueError("database must hold finite values (no NaN or inf)")
+    return vectors
+
+
+def _check_train_size(train_size: Any, n: int) -> int | None:
+    """``None`` (the default sample) or a positive integer, capped at ``n``."""
+    return None if train_size is None else min(_check_positive_int(train_size, "train_size"), n)
+
+
+def _trained_float_index(vectors: np.ndarray, kind: str, metric: str, params: dict[str, int],
+                         seed: int, train_size: int | None) -> Any:
+    """An empty FAISS index of ``kind``, trained on the seeded sample when it is an IVF."""
+    n, dim = vectors.shape
     _check_build_params(params, n, dim, n if train_size is None else train_size)
     index = _new_float_index(kind, dim, metric, params, seed)
     if kind in ("ivf_flat", "ivf_pq"):
         index.train(_training_sample(vectors, train_size, params["nlist"], seed))
+        index.nprobe = params["nprobe"]
+    return index
+
+
+def _build_float(database: Any, kind: str, metric: str, params: dict[str, int], seed: int,
+                 train_size: int | None) -> Index:
+    vectors = _float_database(database)
+    n, dim = vectors.shape
+    train_size = _check_train_size(train_size, n)
+    index = _trained_float_index(vectors, kind, metric, params, seed, train_size)
     index.add(vectors)
     return Index(kind, metric, params, index, n, dim)
+
+
+def _check_metric(kind: str, metric: str | None) -> str:
+    """``metric`` or the default of ``kind`` (``"hamming"`` for binary, else ``"ip"``)."""
+    if kind == "binary":
+        metric = BINARY_METRIC if metric is None else metric
+        return _check_choice(metric, (BINARY_METRIC,), "metric")
+    metric = "ip" if metric is None else metric
+    return _check_choice(metric, METRICS, "metric")
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not (
+            0 <= seed < 2 ** 31):
+        raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")
+    return int(seed)
+
+
+def _kind_params(kind: str, params: dict[str, Any]) -> dict[str, int]:
+    """Build and query parameters of ``kind``: defaults updated by ``params``, the default
+    ``nprobe`` clipped to ``nlist``."""
+    resolved = _resolve_params(kind, params, _default_params(kind))
+    if "nprobe" in resolved and "nprobe" not in params:  # the default never exceeds nlist
+        resolved["nprobe"] = min(resolved["nprobe"], resolved["nlist"])
+    return resolved
 
 
 def build_index(database: Any, kind: str, metric: str | None = None, *, seed: int = 0,
@@ -351,18 +401,9 @@ def build_index(database: Any, kind: str, metric: str | None = None, *, seed: in
     ``"torch"`` or ``"auto"`` as in :func:`~irbook.search.knn`).
     """
     _check_choice(kind, INDEX_KINDS, "kind")
-    if kind == "binary":
-        metric = BINARY_METRIC if metric is None else metric
-        _check_choice(metric, (BINARY_METRIC,), "metric")
-    else:
-        metric = "ip" if metric is None else metric
-        _check_choice(metric, METRICS, "metric")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not (
-            0 <= seed < 2 ** 31):
-        raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")
-    resolved = _resolve_params(kind, params, _default_params(kind))
-    if "nprobe" in resolved and "nprobe" not in params:  # the default never exceeds nlist
-        resolved["nprobe"] = min(resolved["nprobe"], resolved["nlist"])
+    metric = _check_metric(kind, metric)
+    seed = _check_seed(seed)
+    resolved = _kind_params(kind, params)
     chosen = resolve_backend(backend)
     if kind != "exact" and backend not in ("auto", "faiss"):
         raise ValueError(f"backend={backend!r} is for kind 'exact' only; {kind!r} needs faiss")

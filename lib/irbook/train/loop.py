@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import distributed as dist
 from ..progress import progress_bar
 
 __all__ = ["CheckpointWriteError", "atomic_save", "fit", "load_checkpoint", "move_to_device",
@@ -172,6 +173,7 @@ def fit(
     desc: str = "train",
     scheduler: Any | None = None,
     on_epoch_end: Callable[[int, nn.Module], dict | None] | None = None,
+    distributed: bool = False,
 ) -> list[dict[str, Any]]:
     """Train ``model`` for ``epochs`` epochs and return one record per epoch.
 
@@ -184,6 +186,11 @@ def fit(
     is read with :func:`load_checkpoint` (``weights_only=True``); an unreadable one is moved
     aside with a warning and training starts again from epoch 1. Records are stored as plain
     data (NumPy scalars and arrays become Python numbers and lists).
+
+    With ``distributed`` and several processes (torchrun, :mod:`irbook.distributed`), ``loss_fn``
+    receives the model wrapped in DistributedDataParallel (its forward averages the gradients
+    over the processes; the loader must give each process its share), the recorded loss is the
+    mean over the processes, and only rank 0 writes the checkpoint and shows progress.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0; got {epochs}")
@@ -192,13 +199,15 @@ def fit(
     model.to(device)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     history = _resume(checkpoint, model, optimizer, scheduler, loader)
+    trained = dist.wrap_model(model, device) if distributed else model
+    progress = progress and dist.is_main()
     epoch_bar = progress_bar(range(len(history) + 1, epochs + 1), enabled=progress, desc=desc,
                              initial=len(history), total=epochs, unit="epoch")
     for epoch in epoch_bar:
         started = time.perf_counter()
         batch_bar = progress_bar(loader, enabled=progress, desc=f"{desc} {epoch}/{epochs}",
                                  leave=False)
-        loss = _train_epoch(model, batch_bar, loss_fn, optimizer, device, epoch)
+        loss = dist.all_mean(_train_epoch(trained, batch_bar, loss_fn, optimizer, device, epoch))
         if scheduler is not None:
             scheduler.step()
         record = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - started}
@@ -206,7 +215,7 @@ def fit(
             record.update(on_epoch_end(epoch, model) or {})
         history.append(plain_data(record))
         epoch_bar.set_postfix(loss=f"{loss:.4f}")
-        if checkpoint is not None:
+        if checkpoint is not None and dist.is_main():
             atomic_save({
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
