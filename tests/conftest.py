@@ -38,3 +38,15 @@ def browser():
         if os.environ.get("IRBOOK_REQUIRE_BROWSER") == "1":
             raise
         pytest.skip(str(error))
+
+
+@pytest.fixture(scope="module")
+def one_faiss_thread():
+    """FAISS on one thread (``pytestmark = pytest.mark.usefixtures("one_faiss_thread")``):
+    deterministic k-means, and no OpenMP spin-waits making builds erratic on a busy machine."""
+    import faiss
+
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(previous)

@@ -25,13 +25,7 @@ from irbook.search.index import INDEX_KINDS, INDEX_PARAMS, build_index, recall_a
 N, DIM, N_QUERIES, SMALL_CLUSTERS = 3000, 32, 100, 300  # clusters of about 10 vectors
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_faiss_thread():
-    """FAISS on one thread here: OpenMP spin-waits make builds erratic on a busy machine."""
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,7 @@ N, DIM, N_QUERIES, CLUSTERS = 4000, 32, 60, 400
 PQ = {"nlist": 32, "m": 8, "nbits": 6}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_faiss_thread():
-    """FAISS on one thread: deterministic k-means and no OpenMP spinning on a busy machine."""
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 @pytest.fixture(scope="module")

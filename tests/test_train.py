@@ -234,3 +234,36 @@ def test_pretraining_config_change_retrains(tmp_path, counted_fit, change):
     assert len(counted_fit) == 2
     _pretrain(cache, **change)  # the cache now holds the new config
     assert len(counted_fit) == 2
+
+
+def _one_epoch_loss(precision):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    data = [(torch.randn(8, 16, generator=torch.Generator().manual_seed(i)),
+             torch.arange(8) % 4) for i in range(4)]
+    seen = []
+
+    def loss_fn(module, batch):
+        x, y = batch
+        logits = module(x)
+        seen.append(logits.dtype)
+        return torch.nn.functional.cross_entropy(logits, y)
+
+    history = fit(model, data, loss_fn, torch.optim.SGD(model.parameters(), lr=0.1), epochs=1,
+                  progress=False, precision=precision)
+    return history[0]["loss"], seen
+
+
+def test_bf16_autocast_computes_the_products_in_bfloat16_and_changes_the_loss_a_little():
+    fp32, dtypes32 = _one_epoch_loss("fp32")
+    bf16, dtypes16 = _one_epoch_loss("bf16")
+    assert set(dtypes32) == {torch.float32} and set(dtypes16) == {torch.bfloat16}
+    assert bf16 != fp32 and abs(bf16 - fp32) < 0.02 * fp32  # bf16 keeps ~3 significant digits
+
+
+def test_an_unknown_precision_is_refused_before_training():
+    model = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16; got 'fp16'"):
+        fit(model, [torch.ones(1, 2)], lambda m, b: m(b).sum(),
+            torch.optim.SGD(model.parameters(), lr=0.1), epochs=1, progress=False,
+            precision="fp16")

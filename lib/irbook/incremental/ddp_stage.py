@@ -35,16 +35,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--exact", action="store_true",
                         help="a per-sample loss, for which the processes agree to rounding")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                        help="bf16: the loss under bfloat16 autocast")
     return parser
 
 
-def stage_config(params: dict[str, Any], out: Path, exact: bool, device: str):
+def stage_config(params: dict[str, Any], out: Path, exact: bool, device: str,
+                 precision: str = "fp32"):
     """The chapter's smoke configuration, its checkpoints under ``out``."""
     from ..chapters import ch05
     from . import experiments as ex
 
     overrides: dict[str, Any] = {"checkpoint_dir": str(out / "checkpoints"), "progress": False,
-                                 "device": device}
+                                 "device": device, "precision": precision}
     if exact:
         overrides.update(epochs_first=0, train_bn=False, epochs_incremental=2)
     weights = ex.standin_weights(params, device)
@@ -52,8 +55,8 @@ def stage_config(params: dict[str, Any], out: Path, exact: bool, device: str):
                           first_stage_ce_weight=1.0, **overrides)
 
 
-def run_stage(out: Path, method: str = "ours", exact: bool = False,
-              device: str = "cpu") -> dict[str, Any]:
+def run_stage(out: Path, method: str = "ours", exact: bool = False, device: str = "cpu",
+              precision: str = "fp32") -> dict[str, Any]:
     """Run the stage and return what rank 0 writes to ``out/results.json``."""
     from ..chapters import get_chapter
     from . import experiments as ex
@@ -65,7 +68,7 @@ def run_stage(out: Path, method: str = "ours", exact: bool = False,
     split = ex.open_split("cub200", synthetic=True, root=None, seed=params["seed"],
                           profile="smoke")
     name, hparams = EXACT if exact else METHODS[method]
-    config = stage_config(params, out, exact, device)
+    config = stage_config(params, out, exact, device, precision)
     result = run_incremental(split, ex.one_step_tasks(split), make_method(name, **hparams),
                              config)
     metrics = {f"{row.subset} {row.metric}": float(row.value)
@@ -74,6 +77,7 @@ def run_stage(out: Path, method: str = "ours", exact: bool = False,
     # broadcasts rank 0's at the next forward
     weights = sum(float(p.detach().double().abs().sum()) for p in result.model.parameters())
     return {"rank": here.rank, "world_size": here.world_size, "method": name,
+            "precision": precision,
             "hparams": hparams, "exact": exact, "metrics": metrics,
             "weight_sums": dist.gather(weights),
             "losses": [[float(r["loss"]) for r in history] for history in result.histories]}
@@ -82,7 +86,7 @@ def run_stage(out: Path, method: str = "ours", exact: bool = False,
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out = Path(args.out)
-    results = run_stage(out, args.method, args.exact, args.device)
+    results = run_stage(out, args.method, args.exact, args.device, args.precision)
     if dist.is_main():
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -67,6 +67,7 @@ from irbook.metrics.continual import (
 from irbook.models import BACKBONES, EMBEDDING_POOLINGS, EmbeddingNet, make_backbone
 from irbook.progress import progress_bar
 from irbook.train.loop import (
+    PRECISIONS,
     atomic_save,
     fit,
     load_checkpoint,
@@ -119,6 +120,7 @@ class IncrementalConfig:
     train_bn: bool = True
     eval_batch_size: int = 64
     num_workers: int = 0
+    precision: str = "fp32"
     checkpoint_dir: str | None = None
     progress: bool = True
 
@@ -136,6 +138,9 @@ class IncrementalConfig:
         if self.batches_per_epoch is not None and self.batches_per_epoch < 1:
             raise ValueError(f"batches_per_epoch must be >= 1 or None; got "
                              f"{self.batches_per_epoch}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got "
+                             f"{self.precision!r}")
         if self.first_stage_metric_loss not in METRIC_LOSSES:
             raise ValueError(f"first_stage_metric_loss must be one of {', '.join(METRIC_LOSSES)};"
                              f" got {self.first_stage_metric_loss!r}")
@@ -583,7 +588,7 @@ def _train_stage(run: _Run, model: EmbeddingNet, method: Method, ctx: TaskContex
     history = fit(trained, loader, loss_fn, make_optimizer(model, run.config), epochs=epochs,
                   device=run.device, checkpoint=partial, seed=seed,
                   progress=run.config.progress, desc=desc, on_epoch_end=on_epoch_end,
-                  distributed=True)
+                  distributed=True, precision=run.config.precision)
     started = time.perf_counter()
     method.after_task(ctx)
     hooks += time.perf_counter() - started
@@ -660,7 +665,8 @@ def _first_key(run: _Run) -> dict[str, Any]:
     config = run.config
     training = {k: v for k, v in dataclasses.asdict(config).items()
                 if k not in ("epochs_incremental", "eval_batch_size", "num_workers",
-                             "checkpoint_dir", "progress", "device")}
+                             "checkpoint_dir", "progress", "device")
+                and not (k == "precision" and v == "fp32")}  # fp32 keeps the earlier keys
     return {"version": CACHE_VERSION, "dataset": run.dataset_digest,
             "factory": getattr(run.factory, "__qualname__", repr(run.factory)),
             "classes": run.tasks[0].tolist(), "device": run.device.type, **training,

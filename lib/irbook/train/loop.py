@@ -174,6 +174,7 @@ def fit(
     scheduler: Any | None = None,
     on_epoch_end: Callable[[int, nn.Module], dict | None] | None = None,
     distributed: bool = False,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Train ``model`` for ``epochs`` epochs and return one record per epoch.
 
@@ -191,7 +192,13 @@ def fit(
     receives the model wrapped in DistributedDataParallel (its forward averages the gradients
     over the processes; the loader must give each process its share), the recorded loss is the
     mean over the processes, and only rank 0 writes the checkpoint and shows progress.
+
+    ``precision="bf16"`` computes ``loss_fn`` under ``torch.autocast`` with bfloat16 (matrix
+    products and convolutions in bf16, reductions and the weights in float32; no loss scaling
+    is needed since bf16 has float32's exponent range).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0; got {epochs}")
     device = torch.device(device)
@@ -207,7 +214,9 @@ def fit(
         started = time.perf_counter()
         batch_bar = progress_bar(loader, enabled=progress, desc=f"{desc} {epoch}/{epochs}",
                                  leave=False)
-        loss = dist.all_mean(_train_epoch(trained, batch_bar, loss_fn, optimizer, device, epoch))
+        loss = dist.all_mean(_train_epoch(trained, batch_bar, _with_precision(loss_fn, precision,
+                                                                                device),
+                                          optimizer, device, epoch))
         if scheduler is not None:
             scheduler.step()
         record = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - started}
@@ -225,6 +234,22 @@ def fit(
                 "rng": _rng_state(loader),
             }, checkpoint)
     return history
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _with_precision(loss_fn: Callable[[nn.Module, Any], Tensor], precision: str,
+                    device: torch.device) -> Callable[[nn.Module, Any], Tensor]:
+    """``loss_fn`` computed under bf16 autocast on ``device`` (itself for ``"fp32"``)."""
+    if precision == "fp32":
+        return loss_fn
+
+    def autocast_loss(module: nn.Module, batch: Any) -> Tensor:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            return loss_fn(module, batch).float()
+
+    return autocast_loss
 
 
 def _resume(checkpoint: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer,
