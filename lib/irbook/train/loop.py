@@ -188,14 +188,9 @@ def fit(
     aside with a warning and training starts again from epoch 1. Records are stored as plain
     data (NumPy scalars and arrays become Python numbers and lists).
 
-    With ``distributed`` and several processes (torchrun, :mod:`irbook.distributed`), ``loss_fn``
-    receives the model wrapped in DistributedDataParallel (its forward averages the gradients
-    over the processes; the loader must give each process its share), the recorded loss is the
-    mean over the processes, and only rank 0 writes the checkpoint and shows progress.
-
-    ``precision="bf16"`` computes ``loss_fn`` under ``torch.autocast`` with bfloat16 (matrix
-    products and convolutions in bf16, reductions and the weights in float32; no loss scaling
-    is needed since bf16 has float32's exponent range).
+    ``distributed`` (under torchrun, :mod:`irbook.distributed`): ``loss_fn`` gets the model in
+    DistributedDataParallel, the loss is averaged over the processes, rank 0 alone writes.
+    ``precision="bf16"``: ``loss_fn`` under bfloat16 autocast (no loss scaling needed).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
@@ -225,15 +220,16 @@ def fit(
         history.append(plain_data(record))
         epoch_bar.set_postfix(loss=f"{loss:.4f}")
         if checkpoint is not None and dist.is_main():
-            atomic_save({
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "epoch": epoch,
-                "history": history,
-                "rng": _rng_state(loader),
-            }, checkpoint)
+            _save_epoch(checkpoint, model, optimizer, scheduler, epoch, history, loader)
     return history
+
+
+def _save_epoch(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler: Any | None, epoch: int, history: list, loader: Iterable) -> None:
+    """fit()'s checkpoint after ``epoch``: weights, optimiser, scheduler, history, RNG states."""
+    atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                 "epoch": epoch, "history": history, "rng": _rng_state(loader)}, checkpoint)
 
 
 PRECISIONS = ("fp32", "bf16")
