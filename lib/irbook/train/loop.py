@@ -199,24 +199,21 @@ def fit(
     device = torch.device(device)
     seed_everything(seed)
     model.to(device)
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    checkpoint = None if checkpoint is None else Path(checkpoint)
     history = _resume(checkpoint, model, optimizer, scheduler, loader)
     trained = dist.wrap_model(model, device) if distributed else model
-    progress = progress and dist.is_main()
+    step_loss, progress = _with_precision(loss_fn, precision, device), progress and dist.is_main()
     epoch_bar = progress_bar(range(len(history) + 1, epochs + 1), enabled=progress, desc=desc,
                              initial=len(history), total=epochs, unit="epoch")
     for epoch in epoch_bar:
         started = time.perf_counter()
         batch_bar = progress_bar(loader, enabled=progress, desc=f"{desc} {epoch}/{epochs}",
                                  leave=False)
-        loss = dist.all_mean(_train_epoch(trained, batch_bar, _with_precision(loss_fn, precision,
-                                                                                device),
-                                          optimizer, device, epoch))
+        loss = dist.all_mean(_train_epoch(trained, batch_bar, step_loss, optimizer, device, epoch))
         if scheduler is not None:
             scheduler.step()
-        record = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - started}
-        if on_epoch_end is not None:
-            record.update(on_epoch_end(epoch, model) or {})
+        record = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - started,
+                  **((on_epoch_end(epoch, model) or {}) if on_epoch_end is not None else {})}
         history.append(plain_data(record))
         epoch_bar.set_postfix(loss=f"{loss:.4f}")
         if checkpoint is not None and dist.is_main():
