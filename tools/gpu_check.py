@@ -376,7 +376,7 @@ def _ch07_batch(P: int, K: int, generated_classes: int, size: int,
 def ch07_setup(device: torch.device, quick: bool) -> StepSetup:
     """A later task of chapter 7 with DKD, set up as ``run_lifelong`` trains it."""
     from irbook.chapters import get_chapter
-    from irbook.incremental.lifelong import LifelongConfig, _optimizer, _Trained
+    from irbook.incremental.lifelong import LifelongConfig, TrainedPair, lifelong_optimizer
     from irbook.incremental.lifelong_methods import METHODS, lifelong_loss, on_the_fly_teacher
     from irbook.incremental.runner import build_model, frozen_copy
     from irbook.train.loop import seed_everything
@@ -400,8 +400,8 @@ def ch07_setup(device: torch.device, quick: bool) -> StepSetup:
         return lifelong_loss(student, images, labels, method, config, P, teacher, otf)[0]
 
     batch = _ch07_batch(P, K, config.generated_classes, size, device)
-    optimizer = _optimizer([student, otf], config.incremental())
-    return StepSetup(_Trained(student, otf), loss_fn, optimizer, batch, len(batch[1]),
+    optimizer = lifelong_optimizer([student, otf], config.incremental())
+    return StepSetup(TrainedPair(student, otf), loss_fn, optimizer, batch, len(batch[1]),
                      f"{backbone} {size} px, batch {len(batch[1])} = {P}x{K} real + "
                      f"{len(batch[1]) - P * K} generated, {METHOD_CH07} (DKD)")
 

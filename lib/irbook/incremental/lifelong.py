@@ -312,7 +312,7 @@ class LifelongResult:
 # --------------------------------------------------------------------------- models
 
 
-class _Trained(nn.Module):
+class TrainedPair(nn.Module):
     """The networks trained in one task (student, and the on-the-fly teacher), so that fit's
     per-epoch checkpoint holds both."""
 
@@ -322,7 +322,7 @@ class _Trained(nn.Module):
         self.on_the_fly = on_the_fly
 
 
-def _optimizer(models: Sequence[nn.Module], config: IncrementalConfig) -> torch.optim.Adam:
+def lifelong_optimizer(models: Sequence[nn.Module], config: IncrementalConfig) -> torch.optim.Adam:
     """One Adam over each model's :func:`make_optimizer` groups (Adam is per-parameter, so this
     equals one optimiser per model: the on-the-fly teacher has its own updates)."""
     groups = [{"params": g["params"], "lr": g["lr"]}
@@ -420,7 +420,7 @@ def _generation_spec(session: _Session) -> dict[str, Any]:
             "inversion": _describe(session.config.inversion_config()), "generator": name}
 
 
-def _fit_task(session: _Session, trained: _Trained, method: LifelongMethod, t: int,
+def _fit_task(session: _Session, trained: TrainedPair, method: LifelongMethod, t: int,
               teacher: nn.Module | None, generated: Any | None, epochs: int,
               partial: Path | None) -> tuple[list[dict[str, Any]], float]:
     """Train the networks of task ``t`` with Eq. 7.9's active terms; (history, seconds)."""
@@ -448,7 +448,7 @@ def _fit_task(session: _Session, trained: _Trained, method: LifelongMethod, t: i
         sums.clear()
         return means
 
-    history = fit(trained, loader, loss_fn, _optimizer(models, config.incremental()),
+    history = fit(trained, loader, loss_fn, lifelong_optimizer(models, config.incremental()),
                   epochs=epochs, device=session.device, checkpoint=partial, seed=seed,
                   progress=config.progress, desc=f"task {t} ({session.tasks[t].name})",
                   on_epoch_end=on_epoch_end)
@@ -463,7 +463,7 @@ def _first_task(session: _Session, key: dict[str, Any]) -> EmbeddingNet:
     done = load_checkpoint(path) if path is not None else None
     if done is None or done.get("key") != key:
         partial = session.path("first_task", f"{digest}.partial.pt")
-        history, seconds = _fit_task(session, _Trained(model, None), METHODS["ft"], 0, None,
+        history, seconds = _fit_task(session, TrainedPair(model, None), METHODS["ft"], 0, None,
                                      None, session.config.epochs_first, partial)
         done = {"key": key, "student": model.state_dict(), "history": history,
                 "seconds": seconds}
@@ -554,7 +554,7 @@ def _train_or_load(session: _Session, model: EmbeddingNet, method: LifelongMetho
             otf.load_state_dict(done["on_the_fly"])
     else:
         partial = session.path("tasks", f"task{t}-{digest}.partial.pt")
-        history, seconds = _fit_task(session, _Trained(student, otf), method, t, teacher,
+        history, seconds = _fit_task(session, TrainedPair(student, otf), method, t, teacher,
                                      generated, session.config.epochs_incremental, partial)
         done = {"key": key, "student": student.state_dict(), "history": history,
                 "seconds": seconds,
