@@ -6,11 +6,12 @@ A training script of the book runs unchanged as one process or under
 
 ``torchrun`` starts N processes and tells each its ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``
 (plus ``MASTER_ADDR``/``MASTER_PORT``) through the environment; :func:`setup` reads them and
-joins the process group (NCCL on CUDA, gloo on CPU). The training loop
-(:func:`irbook.train.loop.fit`) then wraps the model in ``DistributedDataParallel``, which
-averages the gradients of every step over the processes; each process draws its own share of
-every class-balanced batch (:class:`irbook.data.samplers.DistributedClassBalancedBatchSampler`),
-and only rank 0 writes checkpoints, metrics and pages (:func:`is_main`). Without torchrun every
+joins the process group (NCCL on CUDA, gloo on CPU). Every training loop
+computes its loss through :func:`data_parallel` (``DistributedDataParallel`` over the model),
+which averages the gradients of every step over the processes; each process keeps its own
+share of every batch (:func:`share`, or
+:class:`irbook.data.samplers.DistributedClassBalancedBatchSampler` for P x K batches), and only
+rank 0 writes checkpoints, metrics and pages (:func:`is_main`). Without torchrun every
 function here is a no-op for one process.
 """
 
@@ -24,10 +25,11 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-__all__ = ["World", "all_mean", "barrier", "finish", "gather", "is_main", "local_device",
-           "main_first", "setup", "world", "wrap_model"]
+__all__ = ["World", "all_mean", "barrier", "call", "data_parallel", "finish", "gather", "is_main",
+           "local_device", "main_first", "setup", "share", "world"]
 
 T = TypeVar("T")
+S = TypeVar("S", list, torch.Tensor)
 
 
 @dataclass(frozen=True)
@@ -146,17 +148,57 @@ def all_mean(value: float) -> float:
     return float(tensor.item()) / world().world_size
 
 
-def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` in DistributedDataParallel when several processes train, else itself.
+class _Computation(nn.Module):
+    """``compute(*inputs)`` as the forward of a module that holds ``model``: what
+    DistributedDataParallel wraps, so that any loss written against ``model`` (its methods,
+    closures, several heads) has its gradients averaged over the processes."""
 
+    def __init__(self, model: nn.Module, compute: Callable[..., Any]) -> None:
+        super().__init__()
+        self.model, self.compute = model, compute
+
+    def forward(self, *inputs: Any) -> Any:
+        return self.compute(*inputs)
+
+
+def data_parallel(model: nn.Module, compute: Callable[..., T],
+                  device: str | torch.device = "cpu") -> Callable[..., T]:
+    """``compute`` run through DistributedDataParallel over ``model`` when several processes
+    train, else ``compute`` itself.
+
+    ``compute`` may use ``model`` any way it likes (a method other than ``forward``, a closure);
+    the parameters DDP synchronises are ``model``'s. After ``loss.backward()`` every process
+    holds the mean of the processes' gradients, so one optimiser step keeps them equal.
     ``find_unused_parameters`` is on: a method may leave a head out of a step (e.g. a zero
-    cross-entropy weight), which DDP would otherwise wait for forever.
+    weight, a frozen discriminator), which DDP would otherwise wait for forever.
     """
     if not world().distributed:
-        return model
+        return compute
     if not torch.distributed.is_initialized():
         raise RuntimeError("several processes were launched but the process group is not "
                            "joined; call irbook.distributed.setup(device) first")
-    ids: Any = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids,
+    device = torch.device(device)
+    ids: Any = [device.index] if device.type == "cuda" and device.index is not None else None
+    return nn.parallel.DistributedDataParallel(_Computation(model, compute), device_ids=ids,
                                                find_unused_parameters=True)
+
+
+def call(compute: Callable[..., T], *inputs: Any) -> T:
+    """``compute(*inputs)``: with ``data_parallel(model, call)`` one DDP wrapper runs each of a
+    loop's several computations per batch (``step(loss_a, x)``, later ``step(loss_b, y)``),
+    each followed by its own backward."""
+    return compute(*inputs)
+
+
+def share(items: S, minimum: int = 1) -> S:
+    """This process's share of a batch (a list or a tensor, along its first axis): items
+    ``rank, rank + world_size, ...``, so that the processes together hold the batch once.
+
+    A batch with fewer than ``minimum`` items per process (``minimum=2`` for a loss that needs
+    a negative in its batch) is kept whole by every process: DDP then averages equal gradients,
+    the single-process step. One process keeps everything.
+    """
+    here = world()
+    if not here.distributed or len(items) < minimum * here.world_size:
+        return items
+    return items[here.rank::here.world_size]

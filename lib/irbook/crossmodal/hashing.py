@@ -50,6 +50,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from ..distributed import all_mean, call, data_parallel, gather, share, world
 from ..losses import hashing as L
 from ..metrics.hashing import hamming_average_precision, hash_lookup_pr
 from ..models.hashing import (
@@ -296,6 +297,23 @@ def _step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
     optimizer.step()
 
 
+class _Updates:
+    """The optimisers (:func:`_optimizers`) and where a loss is computed: under torchrun through
+    DDP over all the networks (:func:`irbook.distributed.data_parallel`), so every update
+    averages the processes' gradients; in one process directly."""
+
+    def __init__(self, config: HashingConfig, nets: nn.ModuleDict) -> None:
+        self.optimizers = _optimizers(config, nets)
+        self.run = data_parallel(nets, call, config.device)
+
+    def step(self, name: str, compute: Callable[..., Any], *inputs: Any) -> Any:
+        """``compute(*inputs)`` returns the loss (or a tuple starting with it); one update of
+        optimiser ``name`` on that loss; returns what ``compute`` returned."""
+        result = self.run(compute, *inputs)
+        _step(self.optimizers[name], result[0] if isinstance(result, tuple) else result)
+        return result
+
+
 # --- buffers ---------------------------------------------------------------------------------
 
 def _forward_all(net: nn.Module, x: Tensor) -> list[Tensor]:
@@ -324,16 +342,30 @@ def _init_buffers(config: HashingConfig, nets: nn.ModuleDict, data: _Data) -> di
     return buffers
 
 
+def _store_rows(buffers: dict[str, Tensor], ind: Tensor, rows: dict[str, Tensor]) -> None:
+    """``buffers[name][ind] = rows[name]``; under torchrun the rows of every process's share of
+    the batch, so the buffers stay equal on all processes."""
+    if not world().distributed:
+        for name, value in rows.items():
+            buffers[name][ind] = value.detach()
+        return
+    shared = (ind.cpu(), {name: value.detach().cpu() for name, value in rows.items()})
+    for index, values in gather(shared):
+        for name, value in values.items():
+            buffers[name][index.to(buffers[name].device)] = value.to(buffers[name].device)
+
+
 def _store(buffers: dict[str, Tensor], side: str, ind: Tensor, out: Any) -> None:
-    buffers[f"{side}_F"][ind] = out.features.detach()
-    buffers[f"{side}_H"][ind] = out.codes.detach()
+    rows = {f"{side}_F": out.features, f"{side}_H": out.codes}
     if f"{side}_logits" in buffers:
-        buffers[f"{side}_logits"][ind] = out.logits.detach()
+        rows[f"{side}_logits"] = out.logits
+    _store_rows(buffers, ind, rows)
 
 
 # --- steps of one batch ----------------------------------------------------------------------
 
-StepFn = Callable[[HashingConfig, nn.ModuleDict, dict, dict, _Data, Tensor], dict[str, float]]
+StepFn = Callable[[HashingConfig, nn.ModuleDict, "_Updates", dict, _Data, Tensor],
+                  dict[str, float]]
 
 
 def _ours_terms(nets: nn.ModuleDict, out: Any, buffers: dict, other: str, s: Tensor,
@@ -357,18 +389,20 @@ def _ours_terms(nets: nn.ModuleDict, out: Any, buffers: dict, other: str, s: Ten
     return out_terms
 
 
-def _domain_step(nets: nn.ModuleDict, optimizers: dict, buffers: dict, ind: Tensor) -> float:
+def _domain_step(nets: nn.ModuleDict, updates: _Updates, buffers: dict, ind: Tensor) -> float:
     """Both domain predictors learn the modality (0 image, 1 text) of the batch's outputs."""
     n = len(ind)
     target = torch.cat([torch.zeros(n), torch.ones(n)]).long().to(ind.device)
-    loss = sum(L.domain_classification_loss(
-        nets[name](torch.cat([buffers[f"image_{part}"][ind], buffers[f"text_{part}"][ind]])),
-        target) for name, part in (("domain_real", "F"), ("domain_binary", "H")))
-    _step(optimizers["adversary"], loss)
-    return float(loss.detach()) / 2
+
+    def domain_loss() -> Tensor:
+        return sum(L.domain_classification_loss(
+            nets[name](torch.cat([buffers[f"image_{part}"][ind], buffers[f"text_{part}"][ind]])),
+            target) for name, part in (("domain_real", "F"), ("domain_binary", "H")))
+
+    return float(updates.step("adversary", domain_loss).detach()) / 2
 
 
-def _ours_step(config: HashingConfig, nets: nn.ModuleDict, optimizers: dict, buffers: dict,
+def _ours_step(config: HashingConfig, nets: nn.ModuleDict, updates: _Updates, buffers: dict,
                data: _Data, ind: Tensor) -> dict[str, float]:
     terms, weights = METHOD_TERMS[config.method], config.weights()
     labels = data.labels[ind]
@@ -376,75 +410,93 @@ def _ours_step(config: HashingConfig, nets: nn.ModuleDict, optimizers: dict, buf
     w = L.multilevel_similarity(labels, data.labels) if "multilevel" in terms else None
     scale = 1.0 / (len(ind) * data.n)
     log: dict[str, float] = defaultdict(float)
-    for side, other in SIDES:
+    def side_loss(side: str, other: str) -> tuple[Tensor, Any, dict[str, Tensor]]:
         out = nets[side](_inputs(nets, data, side, ind))
         step_terms = _ours_terms(nets, out, buffers, other, s, w, labels, terms)
-        loss = L.total_hashing_loss(step_terms, weights) * scale
-        _step(optimizers["main"], loss)
+        return L.total_hashing_loss(step_terms, weights) * scale, out, step_terms
+
+    for side, other in SIDES:
+        loss, out, step_terms = updates.step("main", side_loss, side, other)
         _store(buffers, side, ind, out)
         for key, value in step_terms.items():
             log[key] += float(value.detach()) * scale / 2
         log["total"] += float(loss.detach()) / 2
     if "domain" in terms:
-        log["domain_ce"] = _domain_step(nets, optimizers, buffers, ind)
+        log["domain_ce"] = _domain_step(nets, updates, buffers, ind)
     return log
 
 
-def _dcmh_step(config: HashingConfig, nets: nn.ModuleDict, optimizers: dict, buffers: dict,
+def _dcmh_step(config: HashingConfig, nets: nn.ModuleDict, updates: _Updates, buffers: dict,
                data: _Data, ind: Tensor) -> dict[str, float]:
     s = L.similarity_matrix(data.labels[ind], data.labels)
     scale = 1.0 / (len(ind) * data.n)
     log: dict[str, float] = defaultdict(float)
-    for side, other in SIDES:
+
+    def side_loss(side: str, other: str) -> tuple[Tensor, Any, dict[str, Tensor]]:
         out = nets[side](_inputs(nets, data, side, ind))
         stored = buffers[f"{side}_logits"]
         rest = stored.sum(dim=0) - stored[ind].sum(dim=0)
         step_terms = L.dcmh_loss(out.logits, buffers[f"{other}_logits"], s, buffers["B"][ind],
                                  rest, DCMH_GAMMA, DCMH_ETA)
-        _step(optimizers["main"], step_terms["total"] * scale)
+        return step_terms["total"] * scale, out, step_terms
+
+    for side, other in SIDES:
+        _, out, step_terms = updates.step("main", side_loss, side, other)
         _store(buffers, side, ind, out)
         for key, value in step_terms.items():
             log[key] += float(value.detach()) * scale / 2
     return log
 
 
-def _ssah_label_step(nets: nn.ModuleDict, optimizers: dict, buffers: dict, data: _Data,
+def _ssah_label_step(nets: nn.ModuleDict, updates: _Updates, buffers: dict, data: _Data,
                      ind: Tensor, s: Tensor, scale: float) -> float:
     labels = data.labels[ind]
-    out, label_logits = nets["label_net"](labels)
-    terms = L.ssah_terms(out.features, out.codes, torch.sigmoid(label_logits), labels,
-                         buffers["label_F"], buffers["label_H"], s)
-    loss = sum(terms.values()) * scale
-    _step(optimizers["main"], loss)
-    buffers["label_F"][ind], buffers["label_H"][ind] = out.features.detach(), out.codes.detach()
+
+    def label_loss() -> tuple[Tensor, Any]:
+        out, label_logits = nets["label_net"](labels)
+        terms = L.ssah_terms(out.features, out.codes, torch.sigmoid(label_logits), labels,
+                             buffers["label_F"], buffers["label_H"], s)
+        return sum(terms.values()) * scale, out
+
+    loss, out = updates.step("main", label_loss)
+    _store_rows(buffers, ind, {"label_F": out.features, "label_H": out.codes})
     return float(loss.detach())
 
 
-def _ssah_step(config: HashingConfig, nets: nn.ModuleDict, optimizers: dict, buffers: dict,
-               data: _Data, ind: Tensor) -> dict[str, float]:
+def _ssah_side_loss(nets: nn.ModuleDict, buffers: dict, data: _Data, ind: Tensor, s: Tensor,
+                    scale: float, side: str) -> tuple[Tensor, Any, dict[str, Tensor]]:
+    """One modality's SSAH loss against the label network's stored outputs."""
     labels = data.labels[ind]
-    s = L.similarity_matrix(labels, data.labels)
+    out = nets[side](_inputs(nets, data, side, ind))
+    probabilities = torch.sigmoid(nets[f"{side}_labels"](torch.relu(out.features)))
+    terms = L.ssah_terms(out.features, out.codes, probabilities, labels,
+                         buffers["label_F"], buffers["label_H"], s)
+    terms["adversarial"] = L.generator_adversarial_loss(
+        nets[f"disc_{side}"](out.features).squeeze(1))
+    return sum(terms.values()) * scale, out, terms
+
+
+def _ssah_step(config: HashingConfig, nets: nn.ModuleDict, updates: _Updates, buffers: dict,
+               data: _Data, ind: Tensor) -> dict[str, float]:
+    s = L.similarity_matrix(data.labels[ind], data.labels)
     scale = 1.0 / (len(ind) * data.n)
     log: dict[str, float] = defaultdict(float)
-    log["label_net"] = _ssah_label_step(nets, optimizers, buffers, data, ind, s, scale)
+    log["label_net"] = _ssah_label_step(nets, updates, buffers, data, ind, s, scale)
     for side, _ in SIDES:
-        out = nets[side](_inputs(nets, data, side, ind))
-        probabilities = torch.sigmoid(nets[f"{side}_labels"](torch.relu(out.features)))
-        terms = L.ssah_terms(out.features, out.codes, probabilities, labels,
-                             buffers["label_F"], buffers["label_H"], s)
-        terms["adversarial"] = L.generator_adversarial_loss(
-            nets[f"disc_{side}"](out.features).squeeze(1))
-        loss = sum(terms.values()) * scale
-        _step(optimizers["main"], loss)
+        loss, out, terms = updates.step("main", _ssah_side_loss, nets, buffers, data, ind, s,
+                                        scale, side)
         _store(buffers, side, ind, out)
         for key, value in terms.items():
             log[key] += float(value.detach()) * scale / 2
         log["total"] += float(loss.detach()) / 2
-    disc = sum(L.discriminator_loss(nets[f"disc_{side}"](buffers["label_F"][ind]).squeeze(1),
-                                    nets[f"disc_{side}"](buffers[f"{side}_F"][ind]).squeeze(1))
-               for side in ("image", "text")) / (4 * len(ind))
-    _step(optimizers["adversary"], disc)
-    log["discriminator"] = float(disc.detach())
+
+    def discriminator_loss() -> Tensor:
+        return sum(L.discriminator_loss(
+            nets[f"disc_{side}"](buffers["label_F"][ind]).squeeze(1),
+            nets[f"disc_{side}"](buffers[f"{side}_F"][ind]).squeeze(1))
+            for side in ("image", "text")) / (4 * len(ind))
+
+    log["discriminator"] = float(updates.step("adversary", discriminator_loss).detach())
     return log
 
 
@@ -460,17 +512,19 @@ def _batches(rng: np.random.Generator, n: int, batch_size: int, device: str) -> 
         yield order[start : start + batch_size]
 
 
-def _epoch(config: HashingConfig, nets: nn.ModuleDict, optimizers: dict, buffers: dict,
+def _epoch(config: HashingConfig, nets: nn.ModuleDict, updates: _Updates, buffers: dict,
            data: _Data, rng: np.random.Generator) -> dict[str, float]:
     step, sums, count = _step_function(config.method), defaultdict(float), 0
     start = time.perf_counter()
     for ind in _batches(rng, data.n, config.batch_size, config.device):
-        for key, value in step(config, nets, optimizers, buffers, data, ind).items():
+        ind = share(ind, minimum=2)  # under torchrun: this process's pairs of the batch
+        for key, value in step(config, nets, updates, buffers, data, ind).items():
             sums[key] += value
         count += 1
     if config.method == "dcmh":
         buffers["B"] = L.dcmh_codes(buffers["image_logits"], buffers["text_logits"])
-    return {**{k: v / count for k, v in sums.items()}, "seconds": time.perf_counter() - start}
+    return {**{k: all_mean(v / count) for k, v in sums.items()},
+            "seconds": time.perf_counter() - start}
 
 
 def _cuda_indices(device: str) -> list[int]:
@@ -516,13 +570,14 @@ def train_hashing(config: HashingConfig, image_features: Any, tags: Any, labels:
                               data.labels.shape[1])
         if pooled is not None:
             nets["backbone"] = pooled
-        optimizers = _optimizers(config, nets)
+        updates = _Updates(config, nets)
         buffers = _init_buffers(config, nets, data)
         rng, history = np.random.default_rng(int(config.seed)), []
-        bar = progress_bar(range(config.epochs), enabled=progress, desc=f"{config.method}",
+        bar = progress_bar(range(config.epochs), enabled=progress and world().rank == 0,
+                           desc=f"{config.method}",
                            leave=False)
         for epoch in bar:
-            record = _epoch(config, nets, optimizers, buffers, data, rng)
+            record = _epoch(config, nets, updates, buffers, data, rng)
             history.append({"epoch": epoch + 1, **record})
             bar.set_postfix(loss=f"{record.get('total', float('nan')):.4f}")
     nets.eval()

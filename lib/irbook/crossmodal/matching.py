@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..distributed import all_mean, call, data_parallel, is_main, share
 from ..losses.crossmodal import (
     VSEPP_MARGIN,
     bidirectional_triplet_loss,
@@ -329,15 +330,25 @@ class _Trainer:
                                                    fused=True)
                                   if discriminator is not None else None)
         self.steps = 0
+        # under torchrun both losses run through DDP, which averages their gradients
+        self.parallel = data_parallel(net, call, config.device)
+
+    def _generator_terms(self, batch: tuple[Tensor, ...]) -> tuple[dict[str, Tensor], Tensor,
+                                                                    Tensor]:
+        features, tokens, lengths, labels = batch
+        z_image, z_text = self.net.encode_image(features), self.net.text(tokens, lengths)
+        return generator_losses(self.config, self.net, z_image, z_text, labels), z_image, z_text
+
+    def _discriminator_loss(self, z_image: Tensor, z_text: Tensor) -> Tensor:
+        discriminator = self.net.discriminator()
+        return modality_cross_entropy(discriminator(z_image), discriminator(z_text))
 
     def generator_step(self, batch: tuple[Tensor, ...]) -> tuple[dict[str, float], Tensor,
                                                                   Tensor]:
-        features, tokens, lengths, labels = batch
-        z_image, z_text = self.net.encode_image(features), self.net.text(tokens, lengths)
         discriminator = self.net.discriminator()
         _set_requires_grad(discriminator, False)  # θ_D fixed: no gradient, no update
         try:
-            terms = generator_losses(self.config, self.net, z_image, z_text, labels)
+            terms, z_image, z_text = self.parallel(self._generator_terms, batch)
             total = torch.stack(list(terms.values())).sum()
             self.generator_opt.zero_grad(set_to_none=True)
             total.backward()
@@ -353,8 +364,7 @@ class _Trainer:
         """L_c on fixed features after every ``generator_steps`` generator steps (else None)."""
         if self.discriminator_opt is None or self.steps % self.config.generator_steps:
             return None
-        discriminator = self.net.discriminator()
-        loss = modality_cross_entropy(discriminator(z_image), discriminator(z_text))
+        loss = self.parallel(self._discriminator_loss, z_image, z_text)
         self.discriminator_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.discriminator_opt.step()
@@ -372,6 +382,7 @@ def _epoch(trainer: _Trainer, data: _TrainingData, generator: torch.Generator,
         index = order[start:start + size]
         if len(index) < 2:
             continue
+        index = share(index, minimum=2)  # under torchrun: this process's captions (>= 2 each)
         images = data.caption_image[index]
         inputs = (data.features[images] if data.images is None
                   else trainer.net.backbone.inputs(data.images[images.numpy()]))
@@ -383,7 +394,7 @@ def _epoch(trainer: _Trainer, data: _TrainingData, generator: torch.Generator,
             values["c"] = discriminator_loss
         for name, value in values.items():
             sums.setdefault(name, []).append(value)
-    return {name: float(np.mean(v)) for name, v in sums.items()}
+    return {name: all_mean(float(np.mean(v))) for name, v in sums.items()}
 
 
 def _pooled_backbone(config: MatchingConfig, backbone: nn.Module | None, device: torch.device
@@ -426,7 +437,8 @@ def train_matching(config: MatchingConfig, image_features: np.ndarray, tokens, l
     trainer = _Trainer(config, net)
     generator = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
-    bar = progress_bar(range(config.epochs), enabled=progress, desc=f"matching {config.method}",
+    bar = progress_bar(range(config.epochs), enabled=progress and is_main(),
+                       desc=f"matching {config.method}",
                        unit="epoch")
     for epoch in bar:
         started = time.perf_counter()

@@ -9,12 +9,12 @@ batches every class appears once -- the reference code's "epoch" of ``#classes x
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
 
-__all__ = ["ClassBalancedBatchSampler", "DistributedClassBalancedBatchSampler",
+__all__ = ["BatchShares", "ClassBalancedBatchSampler", "DistributedClassBalancedBatchSampler",
            "class_balanced_sampler"]
 
 
@@ -134,3 +134,25 @@ def class_balanced_sampler(labels: Sequence[int] | np.ndarray, classes_per_batch
     return DistributedClassBalancedBatchSampler(labels, classes_per_batch, samples_per_class,
                                                 batches_per_epoch, seed, here.rank,
                                                 here.world_size)
+
+
+class BatchShares(Sampler[list[int]]):
+    """This process's share (:func:`irbook.distributed.share`) of every batch ``batches``
+    yields: under torchrun each process loads its items of the batch, in one process the
+    batches are unchanged. ``set_epoch`` is passed on."""
+
+    def __init__(self, batches: Iterable[list[int]], minimum: int = 1) -> None:
+        self.batches, self.minimum = batches, _positive_int("minimum", minimum)
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        from ..distributed import share
+
+        for batch in self.batches:
+            yield share(list(batch), self.minimum)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import ConcatDataset, Dataset, Sampler
 
 from irbook import losses
-from irbook.data.samplers import ClassBalancedBatchSampler
+from irbook.data.samplers import ClassBalancedBatchSampler, class_balanced_sampler
 from irbook.incremental.evaluation import DatasetFactory, default_dataset_factory, embed
 from irbook.incremental.runner import RemappedLabels, build_model
 from irbook.models import EmbeddingNet
@@ -347,9 +347,10 @@ def mixed_batches(config: LifelongConfig, real: np.ndarray, fake: np.ndarray | N
              seed: int) -> ClassBalancedBatchSampler | _PairedBatches:
     """P x K batches of the real labels (and as many of the generated ones)."""
     def sampler(labels: np.ndarray, count: int | None, seed: int) -> ClassBalancedBatchSampler:
-        return ClassBalancedBatchSampler(labels, min(config.classes_per_batch,
-                                                     np.unique(labels).size),
-                                         config.samples_per_class, count, seed=seed)
+        # under torchrun: this process's classes of every batch
+        return class_balanced_sampler(labels, min(config.classes_per_batch,
+                                                  np.unique(labels).size),
+                                      config.samples_per_class, count, seed=seed)
 
     real_batches = sampler(real, config.batches_per_epoch, seed)
     if fake is None:

@@ -48,6 +48,7 @@ from irbook.data.images import (
 )
 from irbook.data.sfm import Describe, SfmSplit, TupleSampler
 from irbook.device import DEVICES, resolve_device
+from irbook.distributed import share
 from irbook.incremental.runner import completed_epochs
 from irbook.losses import finetune as losses
 from irbook.models.extract import extract_descriptors
@@ -423,8 +424,8 @@ class EpochTuples:
         self.epoch += 1
         dataset = TupleImages(self.split, self.last_tuples, self.config.image_size)
         size = self.config.tuples_per_batch
-        for start in range(0, len(dataset), size):
-            yield [dataset[i] for i in range(start, min(start + size, len(dataset)))]
+        for start in range(0, len(dataset), size):  # under torchrun: this process's tuples
+            yield [dataset[i] for i in share(list(range(start, min(start + size, len(dataset)))))]
 
 
 @dataclass

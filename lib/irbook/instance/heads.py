@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from irbook.data.sfm import Describe, SfmSplit, TupleSampler
+from irbook.distributed import share
 from irbook.incremental.runner import completed_epochs
 from irbook.instance.finetuning import (
     FinetuneConfig,
@@ -214,7 +215,8 @@ class _FeatureTuples:
         tuples = self.sampler.tuples(self.epoch, _describer(self.head, self.features))
         self.epoch += 1
         rows = torch.from_numpy(tuples)
-        yield from torch.split(rows, self.config.tuples_per_batch)
+        for batch in torch.split(rows, self.config.tuples_per_batch):
+            yield share(batch)  # under torchrun: this process's tuples of the batch
 
 
 class _DistanceStats:
@@ -323,6 +325,7 @@ class _ShuffledBatches:
         order = torch.randperm(self.features.shape[0], generator=generator)
         self.epoch += 1
         for chunk in self._chunks(order):
+            chunk = share(chunk, minimum=2)  # under torchrun: this process's rows (>= 2 each)
             index = chunk.to(self.features.device)
             yield self.features[index], self.labels[chunk]
 

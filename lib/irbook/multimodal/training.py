@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..distributed import all_mean, data_parallel, is_main, share
 from ..progress import progress_bar
 from ..train.loop import seed_everything
 
@@ -64,23 +65,28 @@ def fit_batches(model: nn.Module, batch_terms: Callable[[Tensor], dict[str, Tens
                 n_items: int, config: TrainingConfig, desc: str,
                 progress: bool = False) -> list[dict[str, float]]:
     """Train ``model`` for ``config.epochs``; ``batch_terms(item_index)`` returns the loss
-    terms of a batch, whose sum is minimised. Returns the per-epoch means (and seconds)."""
+    terms of a batch, whose sum is minimised. Returns the per-epoch means (and seconds).
+    Under torchrun each process takes its share of every batch and DDP averages the
+    gradients (:func:`irbook.distributed.data_parallel`)."""
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    terms_of = data_parallel(model, batch_terms, config.device)  # DDP under torchrun
     history: list[dict[str, float]] = []
-    for epoch in progress_bar(range(config.epochs), enabled=progress, desc=desc, unit="epoch"):
+    for epoch in progress_bar(range(config.epochs), enabled=progress and is_main(), desc=desc,
+                              unit="epoch"):
         started, sums = time.perf_counter(), {}
         model.train()
         for index in item_batches(n_items, config.batch_size, generator):
-            terms = batch_terms(index)
+            terms = terms_of(share(index, minimum=2))  # under torchrun: this process's items
             total = torch.stack(list(terms.values())).sum()
             optimiser.zero_grad(set_to_none=True)
             total.backward()
             optimiser.step()
             for name, value in {**terms, "total": total}.items():
                 sums.setdefault(name, []).append(float(value.detach()))
-        history.append({"epoch": epoch + 1, **{k: float(np.mean(v)) for k, v in sums.items()},
+        history.append({"epoch": epoch + 1,
+                        **{k: all_mean(float(np.mean(v))) for k, v in sums.items()},
                         "seconds": time.perf_counter() - started})
     model.eval()
     return history

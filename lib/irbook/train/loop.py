@@ -173,7 +173,7 @@ def fit(
     desc: str = "train",
     scheduler: Any | None = None,
     on_epoch_end: Callable[[int, nn.Module], dict | None] | None = None,
-    distributed: bool = False,
+    distributed: bool | None = None,
     precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Train ``model`` for ``epochs`` epochs and return one record per epoch.
@@ -188,8 +188,11 @@ def fit(
     aside with a warning and training starts again from epoch 1. Records are stored as plain
     data (NumPy scalars and arrays become Python numbers and lists).
 
-    ``distributed`` (under torchrun, :mod:`irbook.distributed`): ``loss_fn`` gets the model in
-    DistributedDataParallel, the loss is averaged over the processes, rank 0 alone writes.
+    Under torchrun (:mod:`irbook.distributed`; ``distributed=None`` decides by the
+    environment) the loss is computed through DistributedDataParallel over ``model``
+    (:func:`~irbook.distributed.data_parallel`), so the gradients of every step are averaged
+    over the processes, whatever parts of ``model`` ``loss_fn`` calls; the logged loss is the
+    processes' mean and rank 0 alone writes. Each process should load its share of the batch.
     ``precision="bf16"``: ``loss_fn`` under bfloat16 autocast (no loss scaling needed).
     """
     if precision not in PRECISIONS:
@@ -201,15 +204,15 @@ def fit(
     model.to(device)
     checkpoint = None if checkpoint is None else Path(checkpoint)
     history = _resume(checkpoint, model, optimizer, scheduler, loader)
-    trained = dist.wrap_model(model, device) if distributed else model
-    step_loss, progress = _with_precision(loss_fn, precision, device), progress and dist.is_main()
+    compute = _loss_of_batch(model, loss_fn, precision, device, distributed)
+    progress = progress and dist.is_main()
     epoch_bar = progress_bar(range(len(history) + 1, epochs + 1), enabled=progress, desc=desc,
                              initial=len(history), total=epochs, unit="epoch")
     for epoch in epoch_bar:
         started = time.perf_counter()
         batch_bar = progress_bar(loader, enabled=progress, desc=f"{desc} {epoch}/{epochs}",
                                  leave=False)
-        loss = dist.all_mean(_train_epoch(trained, batch_bar, step_loss, optimizer, device, epoch))
+        loss = dist.all_mean(_train_epoch(model, batch_bar, compute, optimizer, device, epoch))
         if scheduler is not None:
             scheduler.step()
         record = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - started,
@@ -245,6 +248,20 @@ def _with_precision(loss_fn: Callable[[nn.Module, Any], Tensor], precision: str,
     return autocast_loss
 
 
+def _loss_of_batch(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor],
+                   precision: str, device: torch.device,
+                   distributed: bool | None) -> Callable[[Any], Tensor]:
+    """``batch -> loss_fn(model, batch)`` at ``precision``, through DDP when distributed."""
+    step_loss = _with_precision(loss_fn, precision, device)
+
+    def compute(batch: Any) -> Tensor:
+        return step_loss(model, batch)
+
+    if dist.world().distributed if distributed is None else distributed:
+        return dist.data_parallel(model, compute, device)
+    return compute
+
+
 def _resume(checkpoint: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer,
             scheduler: Any | None, loader: Iterable) -> list[dict[str, Any]]:
     """Restore a readable checkpoint into the objects; return its history ([] when none)."""
@@ -259,13 +276,14 @@ def _resume(checkpoint: Path | None, model: nn.Module, optimizer: torch.optim.Op
     return list(state["history"])
 
 
-def _train_epoch(model: nn.Module, batches: Any, loss_fn: Callable[[nn.Module, Any], Tensor],
+def _train_epoch(model: nn.Module, batches: Any, compute: Callable[[Any], Tensor],
                  optimizer: torch.optim.Optimizer, device: torch.device, epoch: int) -> float:
-    """One pass over ``batches`` (a progress bar over the loader); the mean batch loss."""
+    """One pass over ``batches`` (a progress bar over the loader); the mean batch loss.
+    ``compute(batch)`` is the loss of ``model`` (through DDP under torchrun)."""
     model.train()
     total, count = 0.0, 0
     for batch in batches:
-        loss = loss_fn(model, move_to_device(batch, device))
+        loss = compute(move_to_device(batch, device))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch "
                                      f"{count + 1}; lower the learning rate")

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
+from irbook.data.samplers import BatchShares
 from irbook.train.loop import atomic_save, fit, load_checkpoint, seed_everything
 
 __all__ = ["pretrain_classifier", "pretrain_config"]
@@ -99,8 +100,9 @@ def pretrain_classifier(
     seed_everything(seed)
     classifier = nn.Sequential(backbone, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                nn.Linear(backbone.out_channels, num_classes))
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
-                        drop_last=len(train_set) > batch_size)  # BatchNorm needs batches > 1
+    batches = BatchSampler(RandomSampler(train_set), batch_size,
+                           drop_last=len(train_set) > batch_size)  # BatchNorm needs batches > 1
+    loader = DataLoader(train_set, batch_sampler=BatchShares(batches, minimum=2))
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
