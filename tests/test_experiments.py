@@ -231,3 +231,36 @@ def test_real_data_is_read_from_the_official_folders_under_the_root(tmp_path):
     assert split.name == "cub200" and split.n_classes >= 4 and len(split.test) > 0
     with pytest.raises(DatasetNotFoundError, match="StanfordDogs"):
         ex.preflight({**params, "dataset": "both"})
+
+
+@pytest.mark.parametrize("chapter", ["ch05", "ch06", "ch07"])
+def test_num_workers_and_precision_are_chapter_parameters_checked_before_any_work(chapter):
+    from irbook.chapters import get_chapter
+    from irbook.params import ParameterError
+
+    spec = get_chapter(chapter)
+    assert spec.resolve("full")["num_workers"] == 8
+    assert spec.resolve("smoke")["num_workers"] == 0
+    assert spec.resolve("demo")["precision"] == "fp32"
+    assert spec.resolve("smoke", {"precision": "bf16"})["precision"] == "bf16"
+    with pytest.raises(ParameterError,
+                       match="'precision' got 'fp16'; allowed: one of 'fp32', 'bf16'"):
+        spec.resolve("smoke", {"precision": "fp16"})
+    with pytest.raises(ParameterError, match="num_workers"):
+        spec.resolve("smoke", {"num_workers": -1})
+    with pytest.raises(ParameterError, match="num_workers"):
+        spec.resolve("smoke", {"num_workers": float("nan")})
+
+
+def test_the_loading_parameters_reach_the_training_configuration_and_the_protocol_table():
+    from irbook.chapters import ch05, ch07
+
+    params = ch05.CHAPTER.resolve("smoke", {"num_workers": 3, "precision": "bf16"})
+    config = ex.make_config(params, "ch05")
+    assert (config.num_workers, config.precision) == (3, "bf16")
+    table = ch05.protocol_table(params).set_index("item")
+    assert table.loc["arithmetic", "this run"].startswith("bf16 autocast")
+    assert table.loc["arithmetic", "deviation"] == "set by the precision parameter"
+    plain = ch07.protocol_table(ch07.CHAPTER.resolve("smoke")).set_index("item")
+    assert plain.loc["arithmetic", "this run"] == "fp32"
+    assert plain.loc["arithmetic", "deviation"] == ""

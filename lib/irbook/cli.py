@@ -64,13 +64,15 @@ def _check_profile(profile: str) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .distributed import launched_world
     from .runner import run_chapter
 
     chapter = get_chapter(args.chapter)
     _check_profile(args.profile)
     # run_chapter checks parameters, device, inputs and the runs folder before any work.
     out = run_chapter(chapter.key, args.profile, dict(args.param), progress=not args.quiet)
-    print(f"executed notebook and results.json in {out}")
+    if launched_world().rank == 0:  # under torchrun the others wrote nothing
+        print(f"executed notebook and results.json in {out}")
     return 0
 
 

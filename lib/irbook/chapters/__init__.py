@@ -74,6 +74,26 @@ COMMON_DEFAULTS = {
     "full": dict(seed=0, seeds=1, device="auto", data_root=None, synthetic=False),
 }
 
+TRAINING_PARAMS = (
+    Param("num_workers", int, "DataLoader processes that decode and crop the training and "
+          "test images (0: in the training process)", low=0, high=64),
+    Param("precision", str, "arithmetic of the training step: fp32, or bf16 autocast (on a "
+          "GPU about twice the images/s; the thesis trained in fp32)", choices=("fp32", "bf16")),
+)
+"""Parameters of the chapters that train networks on images (5-7): loading and precision."""
+
+TRAINING_DEFAULTS = {
+    "smoke": dict(num_workers=0, precision="fp32"),
+    "demo": dict(num_workers=0, precision="fp32"),
+    "full": dict(num_workers=8, precision="fp32"),
+}
+
+
+def with_training_defaults(profiles: Mapping[str, dict]) -> dict[str, dict]:
+    """``profiles`` with the :data:`TRAINING_DEFAULTS` of each profile added."""
+    return {name: {**values, **TRAINING_DEFAULTS[name]} for name, values in profiles.items()}
+
+
 _NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 _PLAIN = (bool, int, float, str, type(None), list, tuple, dict)
 

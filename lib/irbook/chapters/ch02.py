@@ -25,6 +25,7 @@ from ..data import synth
 from ..data.errors import require
 from ..data.images import ImageListDataset, check_images, load_image
 from ..data.instance import HOW_TO_GET, InstanceBenchmark, load_instance_benchmark
+from ..distributed import main_first
 from ..metrics import mean_average_precision, setup_ground_truth
 from ..models import extract_pooled, fit_pca_whitening, make_backbone, require_pretrained_weights
 from ..params import Param, ParameterError, ParamSpec
@@ -342,21 +343,27 @@ def benchmark_folder(synthetic: bool, root: str | Path | None, scale: str) -> Pa
     return folder if not synthetic or root else folder / scale
 
 
+def _write_synthetic(folder: Path, names: list[str], seed: int, scale: str,
+                     distractors: int) -> None:
+    """The synthetic benchmarks ``names`` need, in their official layouts (once, cached)."""
+    synth.ensure_instance_suite(folder, seed=seed, scale=scale,
+                                image_size=SYNTH_IMAGE_SIZE[scale])
+    if set(names) & set(ORIGINAL.values()):
+        synth.ensure_oxford_original(folder, seed=seed, scale=scale,
+                                     image_size=SYNTH_IMAGE_SIZE[scale])
+    if distractors:
+        synth.write_distractors(folder, seed=seed, n=distractors,
+                                image_size=SYNTH_IMAGE_SIZE[scale])
+
+
 def open_benchmarks(names: Iterable[str], *, synthetic: bool, root: str | Path | None,
                     seed: int, scale: str, distractors: int = 0) -> dict[str, InstanceBenchmark]:
     """Load benchmarks from their official layouts, writing the synthetic ones first if
     asked; the Oxford and Paris databases gain the first ``distractors`` images of the
     revisitop1m list."""
     names, folder = list(names), benchmark_folder(synthetic, root, scale)
-    if synthetic:
-        synth.ensure_instance_suite(folder, seed=seed, scale=scale,
-                                    image_size=SYNTH_IMAGE_SIZE[scale])
-        if set(names) & set(ORIGINAL.values()):
-            synth.ensure_oxford_original(folder, seed=seed, scale=scale,
-                                         image_size=SYNTH_IMAGE_SIZE[scale])
-        if distractors:
-            synth.write_distractors(folder, seed=seed, n=distractors,
-                                    image_size=SYNTH_IMAGE_SIZE[scale])
+    if synthetic:  # under torchrun rank 0 writes the data, then the others read it
+        main_first(lambda: _write_synthetic(folder, names, seed, scale, distractors))
     benchmarks = {name: load_instance_benchmark(folder, name) for name in names}
     if distractors:
         from ..data.distractors import load_distractors

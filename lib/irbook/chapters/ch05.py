@@ -20,7 +20,15 @@ from ..incremental import experiments as ex
 from ..incremental.experiments import MethodSpec, Seeded
 from ..incremental.runner import IncrementalConfig
 from ..params import Param, ParamSpec
-from . import COMMON_DEFAULTS, COMMON_PARAMS, Chapter, Session, start
+from . import (
+    COMMON_DEFAULTS,
+    COMMON_PARAMS,
+    TRAINING_PARAMS,
+    Chapter,
+    Session,
+    start,
+    with_training_defaults,
+)
 
 BASELINES = ("fine-tuning", "LwF", "EWC", "ALASSO", "L2 loss")
 
@@ -60,8 +68,9 @@ CHAPTER = Chapter(
             Param("alpha", float, "weight of the distillation term (Eq. 5.6)", low=0.0,
                   high=100.0),
             Param("beta", float, "weight of the MMD term (Eq. 5.6)", low=0.0, high=100.0),
+            *TRAINING_PARAMS,
         ),
-        profiles=_PROFILES,
+        profiles=with_training_defaults(_PROFILES),
     ),
 )
 

@@ -23,7 +23,15 @@ from ..incremental.evaluation import embed_items
 from ..incremental.experiments import MethodSpec, Seeded
 from ..incremental.runner import IncrementalConfig, IncrementalResult
 from ..params import Param, ParamSpec
-from . import COMMON_DEFAULTS, COMMON_PARAMS, Chapter, Session, start
+from . import (
+    COMMON_DEFAULTS,
+    COMMON_PARAMS,
+    TRAINING_PARAMS,
+    Chapter,
+    Session,
+    start,
+    with_training_defaults,
+)
 
 INITIAL, REFERENCE = "initial model", "reference"
 OURS, OURS_NO_EST = "ours", "ours w/o EST."
@@ -93,8 +101,9 @@ CHAPTER = Chapter(
                   low=0.0, high=1000.0),
             Param("n_tasks_long", int, "tasks of the long run of Fig. 6.10 (the thesis uses "
                   "10); 0 skips it", low=0, high=100),
+            *TRAINING_PARAMS,
         ),
-        profiles=_PROFILES,
+        profiles=with_training_defaults(_PROFILES),
     ),
 )
 

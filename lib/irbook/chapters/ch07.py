@@ -30,7 +30,15 @@ from ..incremental.lifelong import LifelongConfig, LifelongResult
 from ..incremental.lifelong_methods import TABLE_ROWS, method_label
 from ..params import Param, ParamSpec
 from ..paths import cache_dir, data_root
-from . import COMMON_DEFAULTS, COMMON_PARAMS, Chapter, Session, start
+from . import (
+    COMMON_DEFAULTS,
+    COMMON_PARAMS,
+    TRAINING_PARAMS,
+    Chapter,
+    Session,
+    start,
+    with_training_defaults,
+)
 
 DATASETS = ("cub200", "dogs", "cars")
 THESIS_NAMES = {"cub200": "CUB-200", "dogs": "Stanford-Dogs", "cars": "Stanford-Cars"}
@@ -110,6 +118,7 @@ PARAMS = (
     Param("generative_network", str, "network of the Inception score and FID: book = a linear "
           "classifier trained by the book on the run's backbone; inception = Inception-v3 "
           "ImageNet weights from the local torch cache", choices=("book", "inception")),
+    *TRAINING_PARAMS,
 )
 
 _SHARED = dict(pretrained=True, lambda_kd1=80.0, lambda_kd2=20.0, experiments="all",
@@ -161,7 +170,7 @@ CHAPTER = Chapter(
     notebook="notebooks/ch07_lifelong_dkd.ipynb",
     preflight=preflight,
     thesis_tables=("7.1", "7.2", "7.3", "7.4", "7.5", "7.6"),
-    spec=ParamSpec(params=PARAMS, profiles=_PROFILES),
+    spec=ParamSpec(params=PARAMS, profiles=with_training_defaults(_PROFILES)),
 )
 
 
@@ -258,6 +267,7 @@ def config(run: Session, seed: int, variant: str = "", **overrides: Any) -> Life
         inversion=inversion_config(p, seed, cluster=variant != BN_ONLY), seed=seed,
         device=run.device, backbone=p["backbone"],
         pretrained=p["pretrained"] and p["backbone"] != "smallcnn",
+        num_workers=p["num_workers"], precision=p["precision"],
         checkpoint_dir=str(cache_dir() / "incremental" / CHAPTER.key / p["profile"]))
     values.update(overrides)
     if "backbone_weights" not in values:
@@ -1006,7 +1016,7 @@ def protocol_values(p: Mapping[str, Any]) -> dict[str, str]:
                             "pseudo-classes before every task",
         "image priors": "total variation 1e-4, L2 1e-5, jitter 2 px, flips, Adam betas "
                         "(0.5, 0.9), cosine schedule",
-        **_protocol_rest(p),
+        **_protocol_rest(p), "arithmetic": common["arithmetic"],
     }
 
 
@@ -1040,7 +1050,7 @@ def deviation_reasons(p: Mapping[str, Any]) -> dict[str, str]:
     shared = ex.common_deviation_reasons(p)
     budget = ex.CPU_BUDGET
     reasons = {key: shared[key] for key in ("data", "backbone", "embedding", "image size",
-                                            "seeds")}
+                                            "seeds", "arithmetic")}
     reasons.update({
         "splits": "the thesis's shares are approximate (its image counts give 59.8 %, 76.7 %, "
                   "76.4 %); exact fractions, and the class shares on datasets of another size",

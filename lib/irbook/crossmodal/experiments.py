@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..constants import BACKBONE_NAMES
+from ..distributed import main_first
 from ..params import Param
 from ..paths import data_root
 
@@ -54,7 +55,9 @@ def dataset_root(params: Mapping[str, Any], kinds: Iterable[str]):
         return root
     scale = synth_scale(params["profile"])
     folder = (root if params["data_root"] else root / scale) / "crossmodal"
-    return ensure_crossmodal(folder, list(kinds), scale=scale, seed=params["seed"])
+    # under torchrun rank 0 writes the data, then the others read it
+    return main_first(lambda: ensure_crossmodal(folder, list(kinds), scale=scale,
+                                                seed=params["seed"]))
 
 
 def open_tagged(params: Mapping[str, Any], name: str, n_query: int, n_train: int):

@@ -120,8 +120,9 @@ def standin_weights(params: Mapping[str, Any], device: str) -> str | None:
         return None
     from ..train.standin import standin_weights as cached
 
-    return str(main_first(lambda: cached(seed=params["seed"], scale=synth_scale(params["profile"]),
-                                         epochs=params["pretrain_epochs"], device=device)))
+    # under torchrun every process trains it together (DDP) and rank 0 writes the cache
+    return str(cached(seed=params["seed"], scale=synth_scale(params["profile"]),
+                      epochs=params["pretrain_epochs"], device=device))
 
 
 def describe_backbone(params: Mapping[str, Any]) -> str:
@@ -147,6 +148,8 @@ def common_protocol_values(params: Mapping[str, Any], datasets: str) -> dict[str
         "sampler": f"{p['classes_per_batch']} classes x {p['samples_per_class']} images",
         "evaluation": "query = gallery = test images of the evaluated classes, self excluded",
         "seeds": describe_seeds(p),
+        "arithmetic": "fp32" if p["precision"] == "fp32" else "bf16 autocast in the training "
+                      "step, fp32 weights and evaluation",
     }
 
 
@@ -173,6 +176,7 @@ def common_deviation_reasons(params: Mapping[str, Any]) -> dict[str, str]:
         "metrics": "mAP is reported with the standard definition; the thesis' mAP may carry "
                    "the reference code's deflation",
         "seeds": "the thesis reports single runs without uncertainty",
+        "arithmetic": "set by the precision parameter",
     }
 
 
@@ -190,6 +194,7 @@ def make_config(params: Mapping[str, Any], chapter: str, seed: int | None = None
         seed=params["seed"] if seed is None else seed,
         device=params["device"], backbone=params["backbone"],
         pretrained=params["pretrained"] and params["backbone"] != "smallcnn",
+        num_workers=params["num_workers"], precision=params["precision"],
         checkpoint_dir=str(cache_dir() / "incremental" / chapter / params["profile"]),
     )
     values.update(overrides)

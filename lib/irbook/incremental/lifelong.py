@@ -158,6 +158,7 @@ class LifelongConfig:
     train_bn: bool = True
     eval_batch_size: int = 64
     num_workers: int = 0
+    precision: str = "fp32"
     checkpoint_dir: str | None = None
     progress: bool = True
 
@@ -384,7 +385,8 @@ def _first_key(session: _Session) -> dict[str, Any]:
              "kd_temperature", "lambda_lwf", "lwf_temperature", "generated_images",
              "generated_classes", "inversion", "eval_ks", "eval_batch_size", "num_workers",
              "checkpoint_dir", "progress", "device")
-    training = {k: v for k, v in dataclasses.asdict(session.config).items() if k not in later}
+    training = {k: v for k, v in dataclasses.asdict(session.config).items() if k not in later
+                and not (k == "precision" and v == "fp32")}  # fp32 keeps the earlier keys
     training["backbone_weights"] = file_digest(session.config.backbone_weights)
     first = session.tasks[0]
     return {"version": CACHE_VERSION, "task": first.name, "device": session.device.type,
@@ -406,6 +408,8 @@ def _task_key(session: _Session, first: dict[str, Any], method: LifelongMethod,
         key["generation"] = _generation_spec(session)
     if method.lwf:
         key["lwf"] = [config.lambda_lwf, config.lwf_temperature]
+    if config.precision != "fp32":  # fp32 keeps the earlier keys
+        key["precision"] = config.precision
     return key
 
 
@@ -451,7 +455,7 @@ def _fit_task(session: _Session, trained: TrainedPair, method: LifelongMethod, t
     history = fit(trained, loader, loss_fn, lifelong_optimizer(models, config.incremental()),
                   epochs=epochs, device=session.device, checkpoint=partial, seed=seed,
                   progress=config.progress, desc=f"task {t} ({session.tasks[t].name})",
-                  on_epoch_end=on_epoch_end)
+                  on_epoch_end=on_epoch_end, precision=config.precision)
     return history, float(sum(record["seconds"] for record in history))
 
 

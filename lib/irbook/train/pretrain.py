@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from irbook.data.samplers import BatchShares
+from irbook.distributed import barrier, is_main
 from irbook.train.loop import atomic_save, fit, load_checkpoint, seed_everything
 
 __all__ = ["pretrain_classifier", "pretrain_config"]
@@ -111,8 +112,10 @@ def pretrain_classifier(
         checkpoint=partial, seed=seed, progress=progress, desc="pretrain", scheduler=scheduler)
     weights = {name: tensor.detach().cpu() for name, tensor in backbone.state_dict().items()}
     head = {name: tensor.detach().cpu() for name, tensor in classifier[3].state_dict().items()}
-    atomic_save({"config": config, "state_dict": weights, "head": head}, cache_path)
-    partial.unlink(missing_ok=True)
+    if is_main():  # under torchrun every process trained (DDP); rank 0 alone writes
+        atomic_save({"config": config, "state_dict": weights, "head": head}, cache_path)
+        partial.unlink(missing_ok=True)
+    barrier()  # the others read the cache only once it is written
     return backbone.to(device).eval()
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from irbook.data import synth
 from irbook.data.images import ImageFolderDataset
 from irbook.data.synth import classification as synth_classification
+from irbook.distributed import main_first
 from irbook.models import SmallCNN, make_backbone
 from irbook.paths import cache_dir, synthetic_dir
 from irbook.train.pretrain import pretrain_classifier
@@ -32,8 +33,10 @@ STANDIN_BATCH_SIZE = 64
 
 def standin_data(*, seed: int, scale: str) -> Path:
     """The synthetic classification set (written if missing); train on ``<result>/train``."""
-    return synth.ensure_classification(synthetic_dir() / scale / "pretraining", seed=seed,
-                                       scale=scale, image_size=STANDIN_IMAGE_SIZE)
+    # under torchrun rank 0 writes the data, then the others read it
+    return main_first(lambda: synth.ensure_classification(
+        synthetic_dir() / scale / "pretraining", seed=seed, scale=scale,
+        image_size=STANDIN_IMAGE_SIZE))
 
 
 def training_fingerprint(folder: str | Path) -> str:
