@@ -162,19 +162,23 @@ def test_cpu_quick_run_prints_every_row(gpu, tmp_path, capsys):
     out = tmp_path / "gpu_check.json"
     assert gpu.main(["--device", "cpu", "--quick", "--skip-smoke", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    rows = {row["check"].split(",")[0]: row for row in report["rows"]}
-    assert list(rows) == ["ch05 training step", "ch07 training step", "exact search (torch)"]
-    for key in ("ch05", "ch07"):
-        values = rows[f"{key} training step"]["values"]
+    rows = {row["check"].replace(", quick (smoke sizes)", "").split(" (")[0]: row
+            for row in report["rows"]}
+    steps = [f"{key} training step, {p}" for key in ("ch05", "ch07") for p in ("fp32", "bf16")]
+    assert list(rows) == [*steps, "exact search"]
+    for step in steps:
+        values = rows[step]["values"]
         assert values["images_per_second"] > 0 and values["steps"] == 2
-    assert rows["ch07 training step"]["values"]["images_per_step"] == 64  # 32 real + 32 made
+        assert values["precision"] == step.rsplit(" ", 1)[1]
+    assert rows["ch07 training step, bf16"]["values"]["images_per_step"] == 64  # 32 real + 32
+    rows["exact search (torch)"] = rows.pop("exact search")
     search = rows["exact search (torch)"]["values"]
     assert search["qps"] > 0 and search["n"] == 20_000 and search["fraction_of_bound"] > 0
     assert search["flops"] == 2 * 20_000 * 200 * 64
     assert all(row["met"] == "n/a on cpu" for row in report["rows"])
     table = capsys.readouterr().out
     assert "| Check | Result | Goal | Met | Notes |" in table and "elapsed" in table
-    assert table.count("n/a on cpu") == 3 and "img/s" in table and "QPS" in table
+    assert table.count("n/a on cpu") == 5 and "img/s" in table and "QPS" in table
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")

@@ -53,7 +53,7 @@ from irbook.incremental.runner import (  # noqa: E402
     make_optimizer,
 )
 from irbook.models import BACKBONES, require_pretrained_weights  # noqa: E402
-from irbook.train.loop import fit, seed_everything  # noqa: E402
+from irbook.train.loop import PRECISIONS, fit, seed_everything  # noqa: E402
 
 CH05 = get_chapter("ch05")
 FULL = CH05.spec.profiles["full"]
@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="WIDTHxHEIGHT of the JPEG files of --data synthetic")
     parser.add_argument("--num-workers", type=int, default=IncrementalConfig.num_workers,
                         help="DataLoader workers of --data synthetic (the runner uses 0)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="arithmetic of the training step (bf16: bfloat16 autocast)")
     parser.add_argument("--seed", type=int, default=FULL["seed"],
                         help="seed of the weights and the data")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
@@ -236,10 +238,12 @@ def _stage(config: IncrementalConfig, method: Method, tasks: list[np.ndarray],
     return model, ctx
 
 
-def _timed_fit(model, batches, loss_fn, optimizer, device: torch.device, seed: int) -> float:
+def _timed_fit(model, batches, loss_fn, optimizer, device: torch.device, seed: int,
+               precision: str = "fp32") -> float:
     _sync(device)
     started = time.perf_counter()
-    fit(model, batches, loss_fn, optimizer, epochs=1, device=device, seed=seed, progress=False)
+    fit(model, batches, loss_fn, optimizer, epochs=1, device=device, seed=seed, progress=False,
+        precision=precision)
     _sync(device)
     return time.perf_counter() - started
 
@@ -268,7 +272,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "data": args.data, "batch_size": P * K, "classes_per_batch": P,
         "samples_per_class": K, "image_size": args.image_size,
         "embedding_dim": args.embedding_dim, "iterations": args.iterations,
-        "warmup": args.warmup, "torch": torch.__version__,
+        "warmup": args.warmup, "precision": args.precision, "torch": torch.__version__,
     }
     new_classes = tasks[1][:P]
     with tempfile.TemporaryDirectory(prefix="bench_train-") as folder:
@@ -288,10 +292,11 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                           loader_seconds=loader_seconds,
                           loader_images_per_second=loaded / loader_seconds)
         if args.warmup:
-            _timed_fit(model, warmup, loss_fn, optimizer, device, args.seed)
+            _timed_fit(model, warmup, loss_fn, optimizer, device, args.seed, args.precision)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        seconds = _timed_fit(model, timed, loss_fn, optimizer, device, args.seed + 1)
+        seconds = _timed_fit(model, timed, loss_fn, optimizer, device, args.seed + 1,
+                             args.precision)
     result.update(seconds=seconds, seconds_per_iteration=seconds / args.iterations,
                   images_per_second=P * K * args.iterations / seconds,
                   timed_includes_loading=args.data == "synthetic")
@@ -314,6 +319,7 @@ def format_table(result: dict[str, Any]) -> str:
         ("batch size", f"{result['batch_size']} ({result['classes_per_batch']} classes x "
                        f"{result['samples_per_class']} images)"),
         ("image size", f"{result['image_size']} px"),
+        ("precision", result.get("precision", "fp32")),
         ("iterations", f"{result['iterations']} timed after {result['warmup']} warm-up"),
         ("seconds", f"{result['seconds']:.3f} ({1000 * result['seconds_per_iteration']:.1f} "
                     "ms per iteration)"),

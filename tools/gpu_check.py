@@ -9,7 +9,8 @@ Rows (each with its goal and whether it was met):
    both with the ``full`` profile's backbone, image size and P x K batch, on random tensors
    already on the device (compute only; ``tools/bench_train.py --data synthetic`` times the
    JPEG loader). Images/s over the timed steps, the GPU's busy fraction and the peak GPU memory
-   (``torch.cuda.max_memory_allocated``). Goal: busy >= 85%.
+   (``torch.cuda.max_memory_allocated``), each in fp32 (the thesis' arithmetic) and with bf16
+   autocast (the chapters' ``precision`` parameter). Goal: busy >= 85%.
 2. Exact search (torch backend of :func:`irbook.search.index.build_index`) of Q = 10k queries
    over N = 10M vectors of d = 512 (float16 on the GPU), k = 100: QPS and the fraction of the
    bound achieved, bound = max(GEMM bound 2 N Q d FLOP / peak FLOP/s of the dtype, memory bound
@@ -462,13 +463,14 @@ def measure_busy(run: Callable[[], float], device: torch.device) -> tuple[float 
 
 
 def time_training(setup: StepSetup, device: torch.device, steps: int, warmup: int,
-                  profiled: int) -> dict[str, Any]:
-    """Warm-up steps, timed steps (images/s), then profiled steps (busy fraction)."""
+                  profiled: int, precision: str = "fp32") -> dict[str, Any]:
+    """Warm-up steps, timed steps (images/s), then profiled steps (busy fraction), with the
+    training step at ``precision`` (fp32, or bf16 autocast)."""
     bt = _bench_train()
 
     def run(count: int, seed: int) -> float:
         return bt._timed_fit(setup.model, [setup.batch] * count, setup.loss_fn,
-                             setup.optimizer, device, seed)
+                             setup.optimizer, device, seed, precision)
 
     run(warmup, 1)
     if device.type == "cuda":
@@ -484,12 +486,13 @@ def time_training(setup: StepSetup, device: torch.device, steps: int, warmup: in
     return values
 
 
-def training_row(key: str, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
-    """The row of one chapter's training step."""
-    _say(f"{key} training step")
+def training_row(key: str, device: torch.device, args: argparse.Namespace,
+                 precision: str = "fp32") -> dict[str, Any]:
+    """The row of one chapter's training step at ``precision``."""
+    _say(f"{key} training step, {precision}")
     setup = (ch05_setup if key == "ch05" else ch07_setup)(device, args.quick)
     warmup, profiled = (1, 1) if args.quick else (3, 5)
-    values = time_training(setup, device, args.steps, warmup, profiled)
+    values = time_training(setup, device, args.steps, warmup, profiled, precision)
     result = f"{values['images_per_second']:,.1f} img/s"
     busy = values.get("busy_fraction")
     if device.type == "cuda":
@@ -500,8 +503,9 @@ def training_row(key: str, device: torch.device, args: argparse.Namespace) -> di
     if "busy_method" in values:
         notes += f"; busy: {values['busy_method']} over {profiled} more steps"
     profile = "quick (smoke sizes)" if args.quick else "full profile"
-    return make_row(f"{key} training step, {profile}", result, f"busy >= {BUSY_GOAL:.0%}",
-                    goal_met(busy, BUSY_GOAL, device), notes, **values)
+    return make_row(f"{key} training step, {profile}, {precision}", result,
+                    f"busy >= {BUSY_GOAL:.0%}", goal_met(busy, BUSY_GOAL, device), notes,
+                    precision=precision, **values)
 
 
 # --------------------------------------------------------------------------- search
@@ -682,14 +686,18 @@ def _guarded(check: str, goal: str, make: Callable[[], dict[str, Any]]) -> dict[
                         str(error).splitlines()[0][:300] if str(error) else "")
 
 
+TRAINING_ROWS = (("ch05", "fp32"), ("ch05", "bf16"), ("ch07", "fp32"), ("ch07", "bf16"))
+"""The training steps timed: each chapter in the thesis' fp32 and with bf16 autocast."""
+
+
 def run_checks(args: argparse.Namespace, device: torch.device, device_name: str,
                started: float) -> list[dict[str, Any]]:
     """Every row: training steps, search, smoke runs (the budget counted from ``started``)."""
     deadline = started + args.timeout
     rows = []
-    for key in ("ch05", "ch07"):
-        rows.append(_guarded(f"{key} training step", f"busy >= {BUSY_GOAL:.0%}",
-                             lambda key=key: training_row(key, device, args)))
+    for key, precision in TRAINING_ROWS:
+        rows.append(_guarded(f"{key} training step, {precision}", f"busy >= {BUSY_GOAL:.0%}",
+                             lambda key=key, p=precision: training_row(key, device, args, p)))
         _free_memory(device)
     search_budget = min(SEARCH_SECONDS, max(0.0, deadline - time.perf_counter()) / 4)
     rows.append(_guarded("exact search", f">= {SEARCH_GOAL:.0%} of the bound",
