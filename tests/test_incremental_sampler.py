@@ -67,3 +67,18 @@ def test_bad_arguments_name_the_parameter():
         ClassBalancedBatchSampler(LABELS, 2, 0)
     with pytest.raises(ValueError, match="labels"):
         ClassBalancedBatchSampler(np.array([0.5, 1.0]), 1, 1)
+
+
+def test_batch_loader_yields_the_sampler_batches_and_refuses_bad_worker_counts():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from irbook.data.loading import batch_loader
+
+    data = TensorDataset(torch.arange(10.0), torch.arange(10))
+    loader = batch_loader(data, [[0, 3], [5, 6, 9]])
+    assert [labels.tolist() for _, labels in loader] == [[0, 3], [5, 6, 9]]
+    assert not loader.pin_memory and not loader.persistent_workers
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="num_workers must be an integer >= 0"):
+            batch_loader(data, [[0]], bad)

@@ -41,9 +41,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from irbook.constants import IMAGENET_STD
+from irbook.data.loading import batch_loader
 from irbook.device import resolve_device
 from irbook.incremental.evaluation import (
     DatasetFactory,
@@ -434,7 +435,7 @@ def _fit_task(session: _Session, trained: TrainedPair, method: LifelongMethod, t
                                        config.image_size, session.factory)
     batches = mixed_batches(config, real, fake, seed)
     batches.set_epoch(completed_epochs(partial))
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.num_workers)
+    loader = batch_loader(dataset, batches, config.num_workers, session.device)
     models = [trained.student] + ([trained.on_the_fly] if trained.on_the_fly else [])
     n_real = int(real.max()) + 1
     sums: dict[str, list[float]] = {}

@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from irbook import distributed as dist
+from irbook.data.loading import batch_loader
 from irbook.data.samplers import ClassBalancedBatchSampler, class_balanced_sampler
 from irbook.device import resolve_device
 from irbook.incremental.evaluation import (
@@ -449,10 +450,7 @@ class _Run:
                    else ClassBalancedBatchSampler(*args, seed=seed))
         dataset = RemappedLabels(self.factory(subset, self.config.image_size, True),
                                   self.index_of)
-        workers = self.config.num_workers
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                          pin_memory=self.device.type == "cuda",
-                          persistent_workers=workers > 0), sampler
+        return batch_loader(dataset, sampler, self.config.num_workers, self.device), sampler
 
     def context(self, task: int, model: nn.Module, first_stage_state: dict) -> TaskContext:
         def make_loader(j: int) -> DataLoader:

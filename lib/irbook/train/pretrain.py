@@ -15,8 +15,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+from torch.utils.data import BatchSampler, RandomSampler
 
+from irbook.data.loading import batch_loader
 from irbook.data.samplers import BatchShares
 from irbook.distributed import barrier, is_main
 from irbook.train.loop import atomic_save, fit, load_checkpoint, seed_everything
@@ -103,7 +104,7 @@ def pretrain_classifier(
                                nn.Linear(backbone.out_channels, num_classes))
     batches = BatchSampler(RandomSampler(train_set), batch_size,
                            drop_last=len(train_set) > batch_size)  # BatchNorm needs batches > 1
-    loader = DataLoader(train_set, batch_sampler=BatchShares(batches, minimum=2))
+    loader = batch_loader(train_set, BatchShares(batches, minimum=2), device=device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
