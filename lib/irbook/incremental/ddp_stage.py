@@ -56,17 +56,18 @@ def stage_config(params: dict[str, Any], out: Path, exact: bool, device: str,
 
 
 def run_stage(out: Path, method: str = "ours", exact: bool = False, device: str = "cpu",
-              precision: str = "fp32") -> dict[str, Any]:
-    """Run the stage and return what rank 0 writes to ``out/results.json``."""
+              precision: str = "fp32", profile: str = "smoke", seed: int = 0) -> dict[str, Any]:
+    """Run the stage of ``profile`` (smoke by default) with ``seed`` and return what rank 0
+    writes to ``out/results.json``."""
     from ..chapters import get_chapter
     from . import experiments as ex
     from .methods import make_method
     from .runner import run_incremental
 
     here = dist.setup(device)
-    params = get_chapter("ch05").resolve("smoke")
+    params = get_chapter("ch05").resolve(profile, {"seed": seed})
     split = ex.open_split("cub200", synthetic=True, root=None, seed=params["seed"],
-                          profile="smoke")
+                          profile=profile)
     name, hparams = EXACT if exact else METHODS[method]
     config = stage_config(params, out, exact, device, precision)
     result = run_incremental(split, ex.one_step_tasks(split), make_method(name, **hparams),
@@ -77,7 +78,7 @@ def run_stage(out: Path, method: str = "ours", exact: bool = False, device: str 
     # broadcasts rank 0's at the next forward
     weights = sum(float(p.detach().double().abs().sum()) for p in result.model.parameters())
     return {"rank": here.rank, "world_size": here.world_size, "method": name,
-            "precision": precision,
+            "precision": precision, "profile": profile, "seed": seed,
             "hparams": hparams, "exact": exact, "metrics": metrics,
             "weight_sums": dist.gather(weights),
             "losses": [[float(r["loss"]) for r in history] for history in result.histories]}
