@@ -2,7 +2,8 @@
 
 ``python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_loops.py --out D``
 trains each loop (fit with shared batches, the chapter-4 matcher with its discriminator, the
-three chapter-3 hashing methods, the chapter-8 ``fit_batches``) and rank 0 writes
+three chapter-3 hashing methods, the chapter-8 ``fit_batches``, and fit interrupted after an
+epoch and resumed from rank 0's checkpoint) and rank 0 writes
 ``D/results.json``: per loop, every rank's parameter checksum and the first epoch's loss.
 """
 
@@ -31,7 +32,7 @@ def checksum(module: nn.Module) -> list[float]:
     return [float(flat.sum()), float(flat.norm())]
 
 
-def fit_loop() -> tuple[nn.Module, float]:
+def fit_loop(epochs: int = 2, checkpoint: Path | None = None) -> tuple[nn.Module, float]:
     generator = np.random.default_rng(0)
     x = torch.as_tensor(generator.normal(size=(64, 6)), dtype=torch.float32)
     y = x @ torch.arange(6.0) + 0.1
@@ -41,8 +42,18 @@ def fit_loop() -> tuple[nn.Module, float]:
     loader = DataLoader(data, batch_sampler=BatchShares(BatchSampler(RandomSampler(data), 16,
                                                                      drop_last=True)))
     history = fit(model, loader, lambda m, b: (m(b[0]).squeeze(1) - b[1]).pow(2).mean(),
-                  torch.optim.SGD(model.parameters(), lr=0.01), epochs=2, progress=False)
+                  torch.optim.SGD(model.parameters(), lr=0.01), epochs=epochs, progress=False,
+                  checkpoint=checkpoint)
     return model, history[0]["loss"]
+
+
+def resumed_fit_loop(folder: Path) -> tuple[nn.Module, float]:
+    """fit stopped after epoch 1 (rank 0's checkpoint), then resumed to epoch 2 by a new
+    model, optimiser and loader: it must end where the uninterrupted ``fit_loop`` does."""
+    checkpoint = folder / "resume.pt"
+    fit_loop(epochs=1, checkpoint=checkpoint)
+    dist.barrier()  # the checkpoint is written by rank 0 only
+    return fit_loop(epochs=2, checkpoint=checkpoint)
 
 
 def matching_problem() -> tuple:
@@ -98,11 +109,12 @@ def main() -> None:
     here = dist.setup("cpu")
     torch.set_num_threads(1)
     results = {}
-    for name, loop in LOOPS.items():
+    loops = {**LOOPS, "fit_resumed": lambda: resumed_fit_loop(out)}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, loop in loops.items():
         module, first_loss = loop()
         results[name] = {"checksums": dist.gather(checksum(module)), "loss": first_loss}
     if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps({"world_size": here.world_size,
                                                       "loops": results}))
     dist.finish()

@@ -139,6 +139,7 @@ def loops_on_one_and_two_processes(tmp_path_factory):
         done = subprocess.run(command, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[n] = json.loads((out / str(n) / "results.json").read_text())
+    runs["folder"] = out / "2"
     return runs
 
 
@@ -153,6 +154,15 @@ def test_every_training_loop_runs_under_torchrun_in_step(loops_on_one_and_two_pr
     if loop in EXACT_LOOPS:
         assert np.allclose(one["checksums"][0], first, rtol=1e-5), (one, two)
     assert abs(two["loss"] - one["loss"]) <= 0.05 * abs(one["loss"]), (one["loss"], two["loss"])
+
+
+def test_a_fit_resumed_from_rank_0s_checkpoint_ends_where_the_uninterrupted_one_does(
+        loops_on_one_and_two_processes):
+    for n in (1, 2):
+        loops = loops_on_one_and_two_processes[n]["loops"]
+        assert loops["fit_resumed"]["checksums"] == loops["fit"]["checksums"]
+    files = sorted(p.name for p in loops_on_one_and_two_processes["folder"].iterdir())
+    assert files == ["results.json", "resume.pt"]  # rank 1 wrote no checkpoint of its own
 
 
 def test_share_splits_a_batch_among_the_processes_and_keeps_small_ones_whole(monkeypatch):
