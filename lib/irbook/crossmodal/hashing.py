@@ -364,7 +364,7 @@ def _store(buffers: dict[str, Tensor], side: str, ind: Tensor, out: Any) -> None
 
 # --- steps of one batch ----------------------------------------------------------------------
 
-StepFn = Callable[[HashingConfig, nn.ModuleDict, "_Updates", dict, _Data, Tensor],
+StepFn = Callable[[HashingConfig, nn.ModuleDict, _Updates, dict, _Data, Tensor],
                   dict[str, float]]
 
 
@@ -410,6 +410,7 @@ def _ours_step(config: HashingConfig, nets: nn.ModuleDict, updates: _Updates, bu
     w = L.multilevel_similarity(labels, data.labels) if "multilevel" in terms else None
     scale = 1.0 / (len(ind) * data.n)
     log: dict[str, float] = defaultdict(float)
+
     def side_loss(side: str, other: str) -> tuple[Tensor, Any, dict[str, Tensor]]:
         out = nets[side](_inputs(nets, data, side, ind))
         step_terms = _ours_terms(nets, out, buffers, other, s, w, labels, terms)
