@@ -183,17 +183,13 @@ def fit(
     model)`` returns. ``scheduler.step()`` runs once per epoch. With ``checkpoint``, the model,
     optimizer, scheduler, history and all random-generator states are saved atomically after
     every epoch, and an existing checkpoint is resumed, so an interrupted run ends with the same
-    weights as an uninterrupted one. The checkpoint holds tensors and plain Python data only and
-    is read with :func:`load_checkpoint` (``weights_only=True``); an unreadable one is moved
-    aside with a warning and training starts again from epoch 1. Records are stored as plain
-    data (NumPy scalars and arrays become Python numbers and lists).
+    weights as an uninterrupted one (tensors and plain data only, read with
+    :func:`load_checkpoint`; an unreadable one is moved aside and training starts again).
 
-    Under torchrun (:mod:`irbook.distributed`; ``distributed=None`` decides by the
-    environment) the loss is computed through DistributedDataParallel over ``model``
-    (:func:`~irbook.distributed.data_parallel`), so the gradients of every step are averaged
-    over the processes, whatever parts of ``model`` ``loss_fn`` calls; the logged loss is the
-    processes' mean and rank 0 alone writes. Each process should load its share of the batch.
-    ``precision="bf16"``: ``loss_fn`` under bfloat16 autocast (no loss scaling needed).
+    Under torchrun (``distributed=None`` reads the environment) the loss is computed through
+    DDP over ``model`` (:func:`irbook.distributed.data_parallel`), whatever parts of ``model``
+    ``loss_fn`` calls; the logged loss is the processes' mean and rank 0 alone writes. Each
+    process should load its share of the batch. ``precision="bf16"``: bfloat16 autocast.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
