@@ -75,6 +75,7 @@ from irbook.incremental.runner import (
     frozen_copy,
     hash_labelled,
     make_optimizer,
+    precision_key,
 )
 from irbook.losses.triplet import DISTANCES
 from irbook.metrics.continual import harmonic_mean
@@ -385,9 +386,9 @@ def _first_key(session: _Session) -> dict[str, Any]:
     later = ("epochs_incremental", "lambda_s", "lambda_kd1", "lambda_kd2", "lambda_te2",
              "kd_temperature", "lambda_lwf", "lwf_temperature", "generated_images",
              "generated_classes", "inversion", "eval_ks", "eval_batch_size", "num_workers",
-             "checkpoint_dir", "progress", "device")
-    training = {k: v for k, v in dataclasses.asdict(session.config).items() if k not in later
-                and not (k == "precision" and v == "fp32")}  # fp32 keeps the earlier keys
+             "checkpoint_dir", "progress", "device", "precision")
+    training = {k: v for k, v in dataclasses.asdict(session.config).items() if k not in later}
+    training.update(precision_key(session.config.precision))
     training["backbone_weights"] = file_digest(session.config.backbone_weights)
     first = session.tasks[0]
     return {"version": CACHE_VERSION, "task": first.name, "device": session.device.type,
@@ -409,9 +410,7 @@ def _task_key(session: _Session, first: dict[str, Any], method: LifelongMethod,
         key["generation"] = _generation_spec(session)
     if method.lwf:
         key["lwf"] = [config.lambda_lwf, config.lwf_temperature]
-    if config.precision != "fp32":  # fp32 keeps the earlier keys
-        key["precision"] = config.precision
-    return key
+    return {**key, **precision_key(config.precision)}
 
 
 def _generation_spec(session: _Session) -> dict[str, Any]:

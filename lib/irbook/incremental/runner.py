@@ -380,32 +380,14 @@ class _WithMethodState(nn.Module):
         self.net = net
         self._method, self._device = method, device
 
-    def forward(self, images: torch.Tensor, **kwargs: Any) -> Any:
-        return self.net(images, **kwargs)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
 
     def get_extra_state(self) -> Any:
         return self._method.state_dict()
 
     def set_extra_state(self, state: Any) -> None:
         self._method.load_state_dict(move_to_device(state, self._device))
-
-
-class _DistributedStudent:
-    """The trained network as a method sees it, with its forward passes going through the
-    DistributedDataParallel wrapper ``module`` (so their gradients are averaged over the
-    processes); every other attribute is the network's own."""
-
-    def __init__(self, module: nn.Module, net: EmbeddingNet):
-        self._module, self._net = module, net
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self._module(images)
-
-    def forward_with_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._module(images, with_logits=True)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._net, name)
 
 
 def _summary(metric: str, values: np.ndarray) -> float:
@@ -566,8 +548,8 @@ def _train_stage(run: _Run, model: EmbeddingNet, method: Method, ctx: TaskContex
     counts: dict[str, int] = {}
 
     def loss_fn(module: nn.Module, batch: Any) -> torch.Tensor:
-        student = model if module is trained else _DistributedStudent(module, model)
-        total, parts = method.loss(student, batch, ctx)
+        # under torchrun fit computes this through DDP over ``trained`` (model's parameters)
+        total, parts = method.loss(model, batch, ctx)
         for key, value in parts.items():
             sums[key] = sums.get(key, 0.0) + value
             counts[key] = counts.get(key, 0) + 1
@@ -586,7 +568,7 @@ def _train_stage(run: _Run, model: EmbeddingNet, method: Method, ctx: TaskContex
     history = fit(trained, loader, loss_fn, make_optimizer(model, run.config), epochs=epochs,
                   device=run.device, checkpoint=partial, seed=seed,
                   progress=run.config.progress, desc=desc, on_epoch_end=on_epoch_end,
-                  distributed=True, precision=run.config.precision)
+                  precision=run.config.precision)
     started = time.perf_counter()
     method.after_task(ctx)
     hooks += time.perf_counter() - started
@@ -658,13 +640,19 @@ def _prepare_run(split: Any, tasks: list[np.ndarray], config: IncrementalConfig,
                 split_id=_split_id(split))
 
 
+def precision_key(precision: str) -> dict[str, str]:
+    """The cache-key entry of ``precision``: none for fp32, so fp32 runs keep the keys they had
+    before the parameter existed."""
+    return {} if precision == "fp32" else {"precision": precision}
+
+
 def _first_key(run: _Run) -> dict[str, Any]:
     """Cache key of task 0: the data, the classes and every setting that changes training."""
     config = run.config
     training = {k: v for k, v in dataclasses.asdict(config).items()
                 if k not in ("epochs_incremental", "eval_batch_size", "num_workers",
-                             "checkpoint_dir", "progress", "device")
-                and not (k == "precision" and v == "fp32")}  # fp32 keeps the earlier keys
+                             "checkpoint_dir", "progress", "device", "precision")}
+    training.update(precision_key(config.precision))
     return {"version": CACHE_VERSION, "dataset": run.dataset_digest,
             "factory": getattr(run.factory, "__qualname__", repr(run.factory)),
             "classes": run.tasks[0].tolist(), "device": run.device.type, **training,

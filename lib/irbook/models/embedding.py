@@ -137,12 +137,10 @@ class EmbeddingNet(nn.Module):
     def _finish(self, raw: Tensor) -> Tensor:
         return l2n(raw) if self.normalize else raw
 
-    def forward(self, images: Tensor, with_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Embeddings; with ``with_logits`` also the classifier's logits (one forward, so that
-        DistributedDataParallel, which sees ``forward`` only, averages the gradients of both)."""
-        raw = self._linear_embedding(images)
-        return (self._finish(raw), self.classifier(raw)) if with_logits else self._finish(raw)
+    def forward(self, images: Tensor) -> Tensor:
+        return self._finish(self._linear_embedding(images))
 
     def forward_with_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """``(embeddings, logits)``; logits have shape (B, ``num_classes``), possibly (B, 0)."""
-        return self(images, with_logits=True)
+        raw = self._linear_embedding(images)
+        return self._finish(raw), self.classifier(raw)
